@@ -1,0 +1,50 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from temporalio.client import Client
+
+from api import errors
+from api.middleware import Metrics, RequestContextMiddleware
+from api.routes import admin, auth, platform as platform_routes, users
+from core.settings import Settings, get_settings
+from core.temporal import connect_temporal
+from db.engine import Database
+from services.platform import Platform
+
+
+def create_app(settings: Settings | None = None, *, temporal: Client | None = None) -> FastAPI:
+    """The API. ``temporal`` lets a test hand in its own client; otherwise the lifespan connects one."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        db = Database.from_settings(settings)
+        # Lazy: the API starts (and /health reports 503) even while Temporal is still coming up.
+        client = temporal or await connect_temporal(settings, lazy=True)
+        app.state.platform = Platform(settings=settings, db=db, temporal=client)
+        try:
+            yield
+        finally:
+            await db.dispose()
+
+    app = FastAPI(title="QuantPoly", version="0.1.0", lifespan=lifespan)
+    app.state.metrics = Metrics()
+    errors.install(app)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_credentials=True,
+        allow_methods=["*"],
+        allow_headers=["*"],
+        expose_headers=["X-Request-ID", "Retry-After"],
+    )
+    app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
+    for router in (platform_routes.router, auth.router, users.router, admin.router):
+        app.include_router(router)
+    return app

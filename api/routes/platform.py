@@ -1,0 +1,27 @@
+"""/health and /internal/metrics: unauthenticated, for probes and scrapers."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from api.deps import PlatformDep
+from api.envelope import error, ok
+from services import health
+
+router = APIRouter(tags=["platform"])
+
+
+@router.get("/health")
+async def get_health(platform: PlatformDep):
+    checks = await health.check(platform)
+    down = [name for name, state in checks.items() if state != "ok"]
+    if down:
+        return error(503, "SERVICE_UNAVAILABLE", f"unavailable: {', '.join(down)}", details=checks)
+    return ok({"status": "ok", "checks": checks})
+
+
+@router.get("/internal/metrics")
+async def metrics(request: Request):
+    return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

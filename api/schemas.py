@@ -1,0 +1,108 @@
+"""Request and response bodies: camelCase on the wire, snake_case in Python."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic.alias_generators import to_camel
+
+
+class Schema(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, from_attributes=True)
+
+
+class UserOut(Schema):
+    id: str
+    email: str
+    display_name: str | None
+    is_active: bool
+    email_verified: bool
+    role: str
+    level: int
+    created_at: datetime | None = None
+
+
+class Credentials(Schema):
+    email: EmailStr
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class LoginOut(Schema):
+    token: str
+    expires_at: datetime
+    user: UserOut
+
+
+class EmailIn(Schema):
+    email: EmailStr
+
+
+class TokenIn(Schema):
+    token: str = Field(min_length=1, max_length=512)
+
+
+class ResetConfirmIn(Schema):
+    token: str = Field(min_length=1, max_length=512)
+    new_password: str = Field(min_length=1, max_length=1024)
+
+
+class UpdateMeIn(Schema):
+    email: EmailStr | None = None
+    display_name: str | None = Field(default=None, max_length=120)
+
+
+class ChangePasswordIn(Schema):
+    current_password: str = Field(min_length=1, max_length=1024)
+    new_password: str = Field(min_length=1, max_length=1024)
+    revoke_all_sessions: bool = True
+
+
+class RevokedOut(Schema):
+    revoked_sessions: int
+
+
+class AdminCreateUserIn(Schema):
+    email: EmailStr
+    password: str = Field(min_length=1, max_length=1024)
+    display_name: str | None = Field(default=None, max_length=120)
+    role: str = "user"
+    level: int = 1
+    is_active: bool = True
+    email_verified: bool = True
+
+
+class AdminUpdateUserIn(Schema):
+    email: EmailStr | None = None
+    display_name: str | None = Field(default=None, max_length=120)
+    role: str | None = None
+    level: int | None = None
+    is_active: bool | None = None
+    email_verified: bool | None = None
+
+
+class AdminDeletedOut(Schema):
+    user_id: str
+    revoked_sessions: int
+
+
+class AuditEventOut(Schema):
+    id: str
+    event: str
+    outcome: str
+    user_id: str | None
+    email_digest: str | None
+    actor_id: str | None
+    client_address: str | None
+    user_agent: str | None
+    request_id: str | None
+    created_at: datetime
+
+
+class HealthOut(Schema):
+    status: str
+    checks: dict[str, str]
+
+
+PreferencesDocument = dict[str, Any]

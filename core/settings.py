@@ -1,0 +1,140 @@
+"""Process settings, read from the environment (prefix ``QUANTPOLY_``) and validated at start."""
+
+from __future__ import annotations
+
+import sys
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing_extensions import Annotated
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="QUANTPOLY_", env_file=".env", extra="ignore")
+
+    environment: Literal["development", "test", "staging", "production"] = "development"
+    var_dir: Path = Path("var")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    # Persistence: SQLite under var/ by default, postgresql+psycopg://... in production.
+    database_url: str | None = None
+    database_pool_size: int = Field(default=5, ge=1)
+    database_max_overflow: int = Field(default=10, ge=0)
+
+    # Temporal
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    temporal_tls: bool = False
+    temporal_tls_client_cert: Path | None = None
+    temporal_tls_client_key: Path | None = None
+    temporal_api_key: SecretStr | None = None
+    temporal_ui_url: str = "http://127.0.0.1:8233"
+    task_queue: str = "quantpoly-default"
+    worker_max_concurrent_activities: int = Field(default=20, ge=1)
+
+    # HTTP API
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=1, le=65535)
+    cors_origins: Annotated[list[str], NoDecode] = ["http://localhost:3000", "http://127.0.0.1:3000"]
+    public_app_url: str = "http://localhost:3000"
+    reset_password_path: str = "/reset-password"
+    verify_email_path: str = "/verify-email"
+    cookie_secure: bool | None = None
+    cookie_samesite: Literal["lax", "strict", "none"] = "lax"
+    cookie_domain: str | None = None
+
+    # Accounts
+    session_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)
+    reset_token_ttl_seconds: int = Field(default=3600, ge=60)
+    verification_token_ttl_seconds: int = Field(default=24 * 3600, ge=60)
+    require_email_verification: bool = True
+    argon2_time_cost: int = Field(default=3, ge=1)
+    argon2_memory_cost: int = Field(default=65536, ge=1024)
+
+    # Rate limits (persisted, so a restart does not reset them)
+    login_max_failures: int = Field(default=5, ge=1)
+    login_failure_window_seconds: int = Field(default=900, ge=1)
+    reset_per_email_limit: int = Field(default=3, ge=1)
+    reset_per_email_window_seconds: int = Field(default=3600, ge=1)
+    reset_per_client_limit: int = Field(default=20, ge=1)
+    reset_per_client_window_seconds: int = Field(default=3600, ge=1)
+
+    # Mail: "file" writes .eml files under var/mail, "smtp" delivers.
+    mail_backend: Literal["file", "smtp"] = "file"
+    mail_from: str = "QuantPoly <no-reply@quantpoly.local>"
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = False
+    smtp_ssl: bool = False
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0)
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_driver(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if value.startswith("sqlite:///"):
+            return "sqlite+aiosqlite:///" + value.removeprefix("sqlite:///")
+        if value.startswith(("postgresql://", "postgres://")):
+            return "postgresql+psycopg://" + value.split("://", 1)[1]
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql+psycopg://")):
+            raise ValueError("must start with sqlite:///, postgresql:// or postgresql+psycopg://")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.cookie_samesite == "none" and self.cookie_secure is False:
+            raise ValueError("QUANTPOLY_COOKIE_SAMESITE=none requires QUANTPOLY_COOKIE_SECURE")
+        if self.smtp_ssl and self.smtp_starttls:
+            raise ValueError("QUANTPOLY_SMTP_SSL and QUANTPOLY_SMTP_STARTTLS exclude each other")
+        return self
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.var_dir / 'quantpoly.db'}"
+
+    @property
+    def mail_dir(self) -> Path:
+        return self.var_dir / "mail"
+
+    @property
+    def secure_cookies(self) -> bool:
+        if self.cookie_secure is not None:
+            return self.cookie_secure
+        return self.cookie_samesite == "none" or self.environment in ("staging", "production")
+
+
+def describe_error(error: ValidationError) -> str:
+    """One line naming every offending setting by its environment variable."""
+    parts = []
+    for item in error.errors():
+        name = "_".join(str(part) for part in item["loc"]).upper()
+        label = f"QUANTPOLY_{name}" if name else "settings"
+        parts.append(f"{label}: {item['msg']}")
+    return "invalid configuration: " + "; ".join(parts)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings or, for a wrong one, a single clear line on stderr and exit status 2."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        print(describe_error(error), file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

@@ -1,0 +1,140 @@
+"""User preferences (reference §2.2): schema, defaults, deep-merge patches and version migration."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
+from pydantic.alias_generators import to_camel
+
+CURRENT_VERSION = 1
+ADVANCED_LEVEL = 2
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+class Theme(_Model):
+    primary_color: str = "#1677ff"
+    mode: Literal["light", "dark", "system"] = "system"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_dark_mode(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "darkMode" in data:
+            data = dict(data)
+            dark = data.pop("darkMode")
+            if "mode" not in data and isinstance(dark, bool):
+                data["mode"] = "dark" if dark else "light"
+        return data
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def dark_mode(self) -> bool:
+        return self.mode == "dark"
+
+
+class AccountPrefs(_Model):
+    default_trading_account_id: str | None = None
+    risk_tolerance: Literal["conservative", "moderate", "aggressive"] = "moderate"
+    default_currency: str = "USD"
+    auto_select_account: bool = True
+
+
+class EmailNotifications(_Model):
+    enabled: bool = True
+    trading_alerts: bool = True
+    risk_alerts: bool = True
+    system_updates: bool = True
+    market_summary: bool = False
+
+
+class BrowserNotifications(_Model):
+    enabled: bool = True
+    permission: Literal["default", "granted", "denied"] = "default"
+    trading_signals: bool = True
+    risk_warnings: bool = True
+
+
+class AlertThresholds(_Model):
+    profit_threshold: float = Field(default=10, ge=0)
+    loss_threshold: float = Field(default=5, ge=0)
+    risk_level: Literal["low", "medium", "high"] = "medium"
+
+
+class Notifications(_Model):
+    email: EmailNotifications = EmailNotifications()
+    browser: BrowserNotifications = BrowserNotifications()
+    alert_thresholds: AlertThresholds = AlertThresholds()
+
+
+class ChartPreferences(_Model):
+    default_chart_type: Literal["line", "candlestick", "area", "bar"] = "line"
+    show_volume: bool = True
+    show_indicators: bool = True
+    auto_scale: bool = True
+
+
+class TablePreferences(_Model):
+    page_size: int = Field(default=20, ge=1, le=200)
+    compact_rows: bool = False
+    show_decimals: int = Field(default=2, ge=0, le=8)
+
+
+class DataPrefs(_Model):
+    default_time_range: str = "1M"
+    refresh_interval: str = "5s"
+    chart_preferences: ChartPreferences = ChartPreferences()
+    table_preferences: TablePreferences = TablePreferences()
+
+
+class Preferences(_Model):
+    version: int = CURRENT_VERSION
+    theme: Theme = Theme()
+    account: AccountPrefs = AccountPrefs()
+    notifications: Notifications = Notifications()
+    data: DataPrefs = DataPrefs()
+    advanced: dict[str, Any] = Field(default_factory=lambda: {"betaFeatures": False})
+    last_updated: str | None = None
+    sync_enabled: bool = True
+
+    def to_document(self) -> dict[str, Any]:
+        """The stored and returned form: camelCase, without computed fields."""
+        document = self.model_dump(by_alias=True, mode="json")
+        document["theme"].pop("darkMode", None)
+        return document
+
+
+def deep_merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in patch.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict) and key != "advanced":
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def migrate(document: dict[str, Any]) -> dict[str, Any]:
+    """Bring an exported document of any earlier version to CURRENT_VERSION."""
+    document = dict(document)
+    version = document.get("version", 0)
+    if not isinstance(version, int) or version > CURRENT_VERSION:
+        raise ValueError(f"unsupported preferences version {version!r}")
+    if version < 1:
+        # Version 0 kept darkMode at the top level and had no data section.
+        theme = dict(document.get("theme") or {})
+        if "darkMode" in document:
+            theme.setdefault("darkMode", document.pop("darkMode"))
+        document["theme"] = theme
+    document["version"] = CURRENT_VERSION
+    return document
+
+
+def visible_to(document: dict[str, Any], level: int) -> dict[str, Any]:
+    """What a user of ``level`` may see: ``advanced`` is for level 2 and up."""
+    shown = Preferences.model_validate(document).model_dump(by_alias=True, mode="json")
+    if level < ADVANCED_LEVEL:
+        shown.pop("advanced", None)
+    return shown

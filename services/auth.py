@@ -1,0 +1,115 @@
+"""Registration, email verification and login (reference §2.1, with verification and throttling made real)."""
+
+from __future__ import annotations
+
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.errors import AppError, Conflict, Forbidden, InvalidInput, RateLimited, Unauthorized
+from core.security import email_digest, normalize_email
+from db.models import User
+from domain.passwords import is_strong_password
+from services import audit, auth_tokens, rate_limits, sessions
+from services.accounts import find_by_email, hash_password, verify_password, weak_password
+from services.token_mail import request_token_mail
+from services.platform import ClientInfo, Platform
+from services.sessions import IssuedSession
+from workflows.auth_token import EMAIL_VERIFICATION
+
+LOGIN_FAILURES = "login_failures"
+
+
+async def register(platform: Platform, email: str, password: str, client: ClientInfo) -> User:
+    email = normalize_email(email)
+    if not is_strong_password(password):
+        raise weak_password()
+    password_hash = await hash_password(platform, password)
+    try:
+        async with platform.db.session() as session:
+            if await find_by_email(session, email) is not None:
+                raise Conflict("email already registered", code="DUPLICATE_EMAIL")
+            user = User(email=email, password_hash=password_hash)
+            session.add(user)
+            await session.flush()
+            token = await auth_tokens.create(session, platform, user, EMAIL_VERIFICATION)
+            await audit.record(session, "register", "created", client, user_id=user.id, email=email)
+    except IntegrityError:
+        raise Conflict("email already registered", code="DUPLICATE_EMAIL") from None
+    await auth_tokens.start_workflow(platform, token)
+    return user
+
+
+async def verify_email(platform: Platform, secret: str, client: ClientInfo) -> User:
+    async with platform.db.session() as session:
+        token = await auth_tokens.consume(session, EMAIL_VERIFICATION, secret)
+        user = await session.get(User, token.user_id) if token else None
+        # A token mailed to an address the user has since changed proves nothing about the new one.
+        if user is not None and token is not None and user.email == token.email:
+            user.email_verified = True
+            await audit.record(session, "verify_email", "verified", client, user_id=user.id, email=user.email)
+        else:
+            user = None
+            await audit.record(session, "verify_email", "invalid_or_expired_token", client)
+    if user is None:
+        raise InvalidInput("invalid or expired verification token", code="INVALID_VERIFICATION_TOKEN")
+    await auth_tokens.signal_consumed(platform, token)
+    return user
+
+
+async def login(platform: Platform, email: str, password: str, client: ClientInfo) -> IssuedSession:
+    """Throttled per account (keyed by the email's digest, so unknown emails are throttled alike)."""
+    email = normalize_email(email)
+    s = platform.settings
+    key = email_digest(email)
+    error: AppError | None = None
+    async with platform.db.session() as session:
+        wait = await rate_limits.retry_after(session, LOGIN_FAILURES, key, s.login_max_failures, s.login_failure_window_seconds)
+        if wait is not None:
+            await audit.record(session, "login", "throttled", client, email=email)
+            error = RateLimited("too many failed sign-in attempts; try again later", retry_after=wait, code="LOGIN_THROTTLED")
+        else:
+            user = await find_by_email(session, email)
+            ok = await verify_password(platform, password, user.password_hash if user else None)
+            error = await _login_refusal(session, platform, user if ok else None, email, client)
+            if error is None:
+                await rate_limits.clear(session, LOGIN_FAILURES, key)
+                issued = await sessions.open_session(session, platform, user, client)
+                await audit.record(session, "login", "success", client, user_id=user.id, email=email)
+    if error is not None:
+        raise error
+    return issued
+
+
+async def _login_refusal(
+    session: AsyncSession, platform: Platform, user: User | None, email: str, client: ClientInfo
+) -> AppError | None:
+    if user is None:
+        s = platform.settings
+        await rate_limits.hit(session, LOGIN_FAILURES, email_digest(email), s.login_failure_window_seconds)
+        await audit.record(session, "login", "failure", client, email=email)
+        return Unauthorized("invalid email or password", code="INVALID_CREDENTIALS")
+    if not user.is_active:
+        await audit.record(session, "login", "user_disabled", client, user_id=user.id, email=email)
+        return Forbidden("this account is disabled", code="USER_DISABLED")
+    if platform.settings.require_email_verification and not user.email_verified:
+        await audit.record(session, "login", "email_not_verified", client, user_id=user.id, email=email)
+        return Forbidden("verify your email address before signing in", code="EMAIL_NOT_VERIFIED")
+    return None
+
+
+async def logout(platform: Platform, user: User, session_id: str, client: ClientInfo) -> None:
+    async with platform.db.session() as session:
+        await sessions.revoke(session, user.id, only=session_id)
+        await audit.record(session, "logout", "success", client, user_id=user.id)
+
+
+async def request_verification_mail(platform: Platform, email: str, client: ClientInfo) -> None:
+    """Resend: the caller learns nothing about the address; only an unverified live account gets mail."""
+    def eligible(user: User) -> str | None:
+        if not user.is_active:
+            return "user_disabled"
+        return "already_verified" if user.email_verified else None
+
+    await request_token_mail(platform, EMAIL_VERIFICATION, "verify_email_resend", email, client, eligible)
+

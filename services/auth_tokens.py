@@ -1,0 +1,98 @@
+"""Mailed single-use tokens: the row, its expiry workflow, and atomic consumption."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+
+from core.security import digest
+from core.temporal import KIND, USER_ID
+from db.base import utcnow
+from db.models import AuthToken, User
+from services.platform import Platform
+from workflows.auth_token import AuthTokenInput, AuthTokenWorkflow, workflow_id
+
+log = logging.getLogger(__name__)
+
+
+def lifetime(platform: Platform, purpose: str) -> timedelta:
+    s = platform.settings
+    seconds = s.reset_token_ttl_seconds if purpose == "password_reset" else s.verification_token_ttl_seconds
+    return timedelta(seconds=seconds)
+
+
+async def create(session: AsyncSession, platform: Platform, user: User, purpose: str) -> AuthToken:
+    """A new token row for ``user``; it supersedes every live token of the same purpose."""
+    now = utcnow()
+    await session.execute(
+        update(AuthToken)
+        .where(
+            AuthToken.user_id == user.id,
+            AuthToken.purpose == purpose,
+            AuthToken.consumed_at.is_(None),
+            AuthToken.superseded_at.is_(None),
+            AuthToken.expired_at.is_(None),
+        )
+        .values(superseded_at=now, token_digest=None)
+    )
+    token = AuthToken(user_id=user.id, purpose=purpose, email=user.email, expires_at=now + lifetime(platform, purpose))
+    session.add(token)
+    await session.flush()
+    return token
+
+
+async def start_workflow(platform: Platform, token: AuthToken) -> None:
+    """Start the token's workflow (after its row is committed). Delivery and expiry happen there.
+
+    If Temporal cannot be reached the token is withdrawn, so no live token exists without its timer.
+    """
+    try:
+        await platform.temporal.start_workflow(
+            AuthTokenWorkflow.run,
+            AuthTokenInput(token_id=token.id, purpose=token.purpose, expires_at=token.expires_at),
+            id=workflow_id(token.purpose, token.id),
+            task_queue=platform.settings.task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            search_attributes=TypedSearchAttributes(
+                [SearchAttributePair(KIND, token.purpose), SearchAttributePair(USER_ID, token.user_id)]
+            ),
+        )
+    except Exception:
+        log.exception("could not start the workflow of %s token %s; withdrawing it", token.purpose, token.id)
+        async with platform.db.session() as session:
+            await session.execute(update(AuthToken).where(AuthToken.id == token.id).values(superseded_at=utcnow()))
+
+
+async def consume(session: AsyncSession, purpose: str, secret: str) -> AuthToken | None:
+    """Mark the live token matching ``secret`` consumed, in one conditional UPDATE: of two concurrent
+    callers exactly one gets the token, the other None."""
+    now = utcnow()
+    token_id = await session.scalar(
+        update(AuthToken)
+        .where(
+            AuthToken.token_digest == digest(secret),
+            AuthToken.purpose == purpose,
+            AuthToken.consumed_at.is_(None),
+            AuthToken.superseded_at.is_(None),
+            AuthToken.expired_at.is_(None),
+            AuthToken.expires_at > now,
+        )
+        .values(consumed_at=now)
+        .returning(AuthToken.id)
+    )
+    if token_id is None:
+        return None
+    return await session.scalar(select(AuthToken).where(AuthToken.id == token_id))
+
+
+async def signal_consumed(platform: Platform, token: AuthToken) -> None:
+    """Let the token's workflow finish early; if this fails its timer settles the token anyway."""
+    try:
+        handle = platform.temporal.get_workflow_handle(workflow_id(token.purpose, token.id))
+        await handle.signal(AuthTokenWorkflow.consumed)
+    except Exception:
+        log.warning("could not signal the workflow of %s token %s; its timer will settle it", token.purpose, token.id)

@@ -1,0 +1,64 @@
+"""One worker process: connects to Temporal, registers every workflow and activity, serves the task queue.
+
+Run as ``python worker.py`` or ``quantpoly worker``. SIGINT/SIGTERM shut it down gracefully.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from datetime import timedelta
+from collections.abc import Sequence
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.auth import AuthActivities
+from core.logging import configure_logging
+from core.settings import Settings, get_settings
+from core.temporal import connect_temporal
+from db.engine import Database
+from integrations.mail import Mailer, mailer_from_settings
+from workflows.auth_token import AuthTokenWorkflow
+
+log = logging.getLogger("quantpoly.worker")
+
+WORKFLOWS: Sequence[type] = (AuthTokenWorkflow,)
+
+
+def build_worker(client: Client, settings: Settings, db: Database, *, mailer: Mailer | None = None, task_queue: str | None = None) -> Worker:
+    auth = AuthActivities(db, mailer or mailer_from_settings(settings), settings)
+    return Worker(
+        client,
+        task_queue=task_queue or settings.task_queue,
+        workflows=list(WORKFLOWS),
+        activities=[auth.deliver_token, auth.settle_token],
+        max_concurrent_activities=settings.worker_max_concurrent_activities,
+        graceful_shutdown_timeout=timedelta(seconds=10),
+    )
+
+
+async def run(settings: Settings) -> None:
+    client = await connect_temporal(settings)
+    db = Database.from_settings(settings)
+    worker = build_worker(client, settings, db)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    log.info("worker polling task queue %s on %s", settings.task_queue, settings.temporal_address)
+    async with worker:
+        await stop.wait()
+        log.info("worker shutting down")
+    await db.dispose()
+
+
+def main() -> None:
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    asyncio.run(run(settings))
+
+
+if __name__ == "__main__":
+    main()
