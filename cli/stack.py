@@ -79,7 +79,8 @@ def _interrupt(_signum, _frame) -> None:
 
 
 def run_stack() -> None:
-    # SIGTERM and SIGHUP stop the stack as cleanly as Ctrl-C does.
+    # Ctrl-C, SIGTERM and SIGHUP all stop the stack in order (SIGINT explicitly: it may arrive ignored).
+    signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGHUP, _interrupt)
     settings = get_settings()

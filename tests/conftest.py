@@ -1,0 +1,275 @@
+"""Real parts for every test: Temporal servers from the installed binaries, PostgreSQL and SQLite, an SMTP
+server, and the API through httpx against the real app.
+
+PostgreSQL (``QUANTPOLY_TEST_POSTGRES_URL``, default the local ``test`` database) is used whenever it is
+reachable; under CI=true it is mandatory and an unreachable server fails the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import socket
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+import pytest_asyncio
+from aiosmtpd.controller import Controller
+from click.testing import CliRunner, Result
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from api.app import create_app
+from core.logging import FORMAT, RedactingFilter
+from core.settings import Settings, get_settings
+from core.temporal import KIND, USER_ID
+from db.engine import Database
+from db.migrate import upgrade
+from worker import build_worker
+
+BIN = Path(sys.executable).parent
+CI = os.environ.get("CI", "").lower() == "true"
+POSTGRES_URL = os.environ.get("QUANTPOLY_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+LOG_FILE = Path(__file__).parent.parent / "var" / "test-logs" / "suite.log"
+
+# Every secret a test uses is noted here; the log scan at the end of the session looks for each.
+SECRETS: set[str] = set()
+
+
+def secret(value: str) -> str:
+    SECRETS.add(value)
+    return value
+
+
+def _postgres_reachable() -> bool:
+    try:
+        psycopg.connect(POSTGRES_URL.replace("+psycopg", ""), connect_timeout=3).close()
+        return True
+    except psycopg.Error:
+        return False
+
+
+def _backends() -> list[str]:
+    return ["sqlite", "postgres"] if CI or _postgres_reachable() else ["sqlite"]
+
+
+# --- logging: everything the suite logs, redacted as in production, scanned at the end ------------------
+
+
+@pytest.fixture(scope="session", autouse=True)
+def log_scan():
+    LOG_FILE.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(LOG_FILE, mode="w", encoding="utf-8")
+    handler.addFilter(RedactingFilter())
+    handler.setFormatter(logging.Formatter(FORMAT))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    for noisy in ("aiosqlite", "asyncio", "hpack", "httpcore", "aiosmtpd", "mail.log"):
+        logging.getLogger(noisy).setLevel(logging.INFO)
+    logging.getLogger("sqlalchemy.engine").setLevel(logging.INFO)
+    yield
+    root.removeHandler(handler)
+    handler.close()
+    text = LOG_FILE.read_text(encoding="utf-8")
+    leaked = sorted(s for s in SECRETS if len(s) >= 8 and s in text)
+    assert not leaked, f"{len(leaked)} secret(s) reached the log {LOG_FILE}"
+
+
+# --- databases -------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(params=_backends())
+def database_url(request, tmp_path) -> AsyncIterator[str]:
+    """A migrated, empty database: a SQLite file, or a fresh PostgreSQL schema dropped afterwards."""
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
+        upgrade(url)
+        yield url
+        return
+    if not _postgres_reachable():
+        pytest.fail(f"PostgreSQL is required under CI but unreachable at {POSTGRES_URL}")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin_dsn = POSTGRES_URL.replace("+psycopg", "")
+    with psycopg.connect(admin_dsn, autocommit=True) as connection:
+        connection.execute(f'CREATE SCHEMA "{schema}"')
+    url = f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        with psycopg.connect(admin_dsn, autocommit=True) as connection:
+            connection.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+# --- Temporal --------------------------------------------------------------------------------------------
+
+
+@pytest_asyncio.fixture(scope="session")
+async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(BIN / "temporal"),
+        data_converter=pydantic_data_converter,
+        search_attributes=[KIND, USER_ID],
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def time_skipping_server() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(BIN / "temporal-test-server"),
+        data_converter=pydantic_data_converter,
+    )
+    yield env
+    await env.shutdown()
+
+
+# --- mail ------------------------------------------------------------------------------------------------
+
+
+class _Collector:
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's hook name)
+        self.messages.append(message_from_bytes(envelope.content, policy=policy.default))
+        return "250 OK"
+
+
+@pytest.fixture(scope="session")
+def smtp_server():
+    collector = _Collector()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    controller = Controller(collector, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield controller, collector
+    controller.stop()
+
+
+TOKEN_IN_LINK = re.compile(r"token=([A-Za-z0-9_-]+)")
+
+
+# --- the stack: app + worker + database + mail -----------------------------------------------------------
+
+
+@dataclass
+class Stack:
+    http: httpx.AsyncClient
+    settings: Settings
+    temporal: Client
+    _collector: _Collector
+    _seen: int = 0
+    env: dict[str, str] = field(default_factory=dict)
+
+    def mails_to(self, address: str) -> list[EmailMessage]:
+        return [m for m in self._collector.messages[self._seen :] if m["To"] == address]
+
+    async def wait_for_mail(self, address: str, count: int = 1, timeout: float = 20.0) -> list[EmailMessage]:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while len(self.mails_to(address)) < count:
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"expected {count} mail(s) to {address}, got {len(self.mails_to(address))}")
+            await asyncio.sleep(0.1)
+        return self.mails_to(address)
+
+    async def token_from_mail(self, address: str, index: int = -1) -> str:
+        mails = await self.wait_for_mail(address, count=1 if index == -1 else index + 1)
+        found = TOKEN_IN_LINK.search(mails[index].get_body(("plain",)).get_content())
+        assert found, "no token link in the mail"
+        return secret(found.group(1))
+
+    async def register_verified(self, email: str, password: str) -> dict:
+        response = await self.http.post("/auth/register", json={"email": email, "password": secret(password)})
+        assert response.status_code == 201, response.text
+        token = await self.token_from_mail(email)
+        assert (await self.http.post("/auth/verify-email", json={"token": token})).status_code == 200
+        return response.json()["data"]
+
+    async def login(self, email: str, password: str) -> dict[str, str]:
+        response = await self.http.post("/auth/login", json={"email": email, "password": password})
+        assert response.status_code == 200, response.text
+        return {"Authorization": f"Bearer {secret(response.json()['data']['token'])}"}
+
+    async def cli(self, *args: str, input: str | None = None) -> Result:
+        """Run `quantpoly ARGS` in-process against this stack's database and Temporal."""
+        from cli.main import cli
+
+        def invoke() -> Result:
+            get_settings.cache_clear()
+            try:
+                return CliRunner().invoke(cli, list(args), input=input, env=self.env, catch_exceptions=False)
+            finally:
+                get_settings.cache_clear()
+
+        return await asyncio.to_thread(invoke)
+
+
+def make_settings(database_url: str, temporal: Client, smtp_port: int, tmp_path: Path, **overrides) -> Settings:
+    values = dict(
+        environment="test",
+        database_url=database_url,
+        var_dir=tmp_path / "var",
+        temporal_address=temporal.service_client.config.target_host,
+        task_queue=f"test-{uuid.uuid4().hex[:8]}",
+        mail_backend="smtp",
+        smtp_port=smtp_port,
+        public_app_url="http://app.test",
+        # Cheap hashes keep the suite fast; production uses the argon2id defaults.
+        argon2_time_cost=1,
+        argon2_memory_cost=1024,
+    )
+    values.update(overrides)
+    return Settings(**values)
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    env = {
+        "QUANTPOLY_DATABASE_URL": settings.db_url,
+        "QUANTPOLY_TEMPORAL_ADDRESS": settings.temporal_address,
+        "QUANTPOLY_TASK_QUEUE": settings.task_queue,
+        "QUANTPOLY_VAR_DIR": str(settings.var_dir),
+        "QUANTPOLY_MAIL_BACKEND": settings.mail_backend,
+        "QUANTPOLY_SMTP_PORT": str(settings.smtp_port),
+        "QUANTPOLY_PUBLIC_APP_URL": settings.public_app_url,
+        "QUANTPOLY_ARGON2_TIME_COST": str(settings.argon2_time_cost),
+        "QUANTPOLY_ARGON2_MEMORY_COST": str(settings.argon2_memory_cost),
+        "QUANTPOLY_LOG_LEVEL": "DEBUG",
+    }
+    return env
+
+
+async def open_stack(
+    database_url: str, temporal: Client, smtp_server, tmp_path: Path, **overrides
+) -> AsyncIterator[Stack]:
+    controller, collector = smtp_server
+    settings = make_settings(database_url, temporal, controller.port, tmp_path, **overrides)
+    app = create_app(settings, temporal=temporal)
+    db = Database.from_settings(settings)
+    worker = build_worker(temporal, settings, db)
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 5555))
+    async with worker, app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as http:
+            yield Stack(http=http, settings=settings, temporal=temporal, _collector=collector,
+                        _seen=len(collector.messages), env=settings_env(settings))
+    await db.dispose()
+
+
+@pytest_asyncio.fixture
+async def stack(database_url, dev_server, smtp_server, tmp_path) -> AsyncIterator[Stack]:
+    async for opened in open_stack(database_url, dev_server.client, smtp_server, tmp_path):
+        yield opened
