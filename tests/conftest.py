@@ -26,6 +26,8 @@ import pytest
 import pytest_asyncio
 from aiosmtpd.controller import Controller
 from click.testing import CliRunner, Result
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
@@ -132,6 +134,13 @@ async def time_skipping_server() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=str(BIN / "temporal-test-server"),
         data_converter=pydantic_data_converter,
+    )
+    # The test server knows no search attributes until told, as a real cluster's operator would.
+    await env.client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace="default",
+            search_attributes={key.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for key in (KIND, USER_ID)},
+        )
     )
     yield env
     await env.shutdown()

@@ -1,0 +1,115 @@
+"""Registration, verification by mailed token, sign-in, sessions and sign-in throttling, over HTTP."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from tests.conftest import secret
+
+PASSWORD = "Correct9Horse"
+
+
+def email() -> str:
+    return f"user-{uuid.uuid4().hex[:10]}@example.com"
+
+
+async def test_register_mail_verify_login_me_logout(stack):
+    address = email()
+    registered = await stack.http.post("/auth/register", json={"email": address, "password": secret(PASSWORD)})
+    assert registered.status_code == 201
+    user = registered.json()["data"]
+    assert user["email"] == address and user["emailVerified"] is False and user["role"] == "user"
+
+    before = await stack.http.post("/auth/login", json={"email": address, "password": PASSWORD})
+    assert before.status_code == 403 and before.json()["error"]["code"] == "EMAIL_NOT_VERIFIED"
+
+    token = await stack.token_from_mail(address)
+    assert len(stack.mails_to(address)) == 1
+    verified = await stack.http.post("/auth/verify-email", json={"token": token})
+    assert verified.status_code == 200 and verified.json()["data"]["emailVerified"] is True
+    again = await stack.http.post("/auth/verify-email", json={"token": token})
+    assert again.status_code == 400 and again.json()["error"]["code"] == "INVALID_VERIFICATION_TOKEN"
+
+    login = await stack.http.post("/auth/login", json={"email": address.upper(), "password": PASSWORD})
+    assert login.status_code == 200
+    session_token = secret(login.json()["data"]["token"])
+    cookie = login.headers["set-cookie"]
+    assert "session_token=" in cookie and "HttpOnly" in cookie and "samesite=lax" in cookie.lower()
+    headers = {"Authorization": f"Bearer {session_token}"}
+    me = await stack.http.get("/users/me", headers=headers)
+    assert me.status_code == 200 and me.json()["data"]["id"] == user["id"]
+
+    out = await stack.http.post("/auth/logout", headers=headers)
+    assert out.status_code == 200
+    after = await stack.http.get("/users/me", headers=headers)
+    assert after.status_code == 401 and after.json()["error"]["code"] == "INVALID_TOKEN"
+
+
+async def test_cookie_session_and_bearer_precedence(stack):
+    address = email()
+    await stack.register_verified(address, PASSWORD)
+    login = await stack.http.post("/auth/login", json={"email": address, "password": PASSWORD})
+    secret(login.json()["data"]["token"])
+    # httpx kept the HttpOnly cookie: it authenticates on its own.
+    assert (await stack.http.get("/users/me")).status_code == 200
+    # A Bearer header is read first, even when a valid cookie is present.
+    bad = await stack.http.get("/users/me", headers={"Authorization": "Bearer not-a-real-token"})
+    assert bad.status_code == 401 and bad.json()["error"]["code"] == "INVALID_TOKEN"
+    await stack.http.post("/auth/logout")
+    stack.http.cookies.clear()
+    missing = await stack.http.get("/users/me")
+    assert missing.status_code == 401 and missing.json()["error"]["code"] == "MISSING_TOKEN"
+
+
+async def test_registration_rules(stack):
+    address = email()
+    weak = await stack.http.post("/auth/register", json={"email": address, "password": "weakpass"})
+    assert weak.status_code == 400 and weak.json()["error"]["code"] == "WEAK_PASSWORD"
+    assert "digit" not in weak.json()["error"]["message"]  # the policy is not disclosed
+    await stack.http.post("/auth/register", json={"email": address, "password": secret(PASSWORD)})
+    duplicate = await stack.http.post("/auth/register", json={"email": address.upper(), "password": PASSWORD})
+    assert duplicate.status_code == 409 and duplicate.json()["error"]["code"] == "DUPLICATE_EMAIL"
+
+
+async def test_resend_is_uniform_and_supersedes_the_old_link(stack):
+    address = email()
+    await stack.http.post("/auth/register", json={"email": address, "password": secret(PASSWORD)})
+    first = await stack.token_from_mail(address)
+    known = await stack.http.post("/auth/verify-email/resend", json={"email": address})
+    unknown = await stack.http.post("/auth/verify-email/resend", json={"email": email()})
+    assert known.status_code == unknown.status_code == 200
+    assert known.content == unknown.content
+    second = await stack.token_from_mail(address, index=1)
+    old = await stack.http.post("/auth/verify-email", json={"token": first})
+    assert old.status_code == 400
+    assert (await stack.http.post("/auth/verify-email", json={"token": second})).status_code == 200
+
+
+async def test_auth_me_is_gone(stack):
+    response = await stack.http.get("/auth/me")
+    assert response.status_code == 410 and response.json()["error"]["code"] == "ROUTE_REMOVED"
+
+
+@pytest.mark.parametrize("known", [True, False], ids=["known", "unknown"])
+async def test_login_throttled_after_repeated_failures(stack, known):
+    address = email()
+    if known:
+        await stack.register_verified(address, PASSWORD)
+    limit = stack.settings.login_max_failures
+    for _ in range(limit):
+        failed = await stack.http.post("/auth/login", json={"email": address, "password": "Wrong1Password"})
+        assert failed.status_code == 401 and failed.json()["error"]["code"] == "INVALID_CREDENTIALS"
+    throttled = await stack.http.post("/auth/login", json={"email": address, "password": PASSWORD})
+    assert throttled.status_code == 429
+    assert throttled.json()["error"]["code"] == "LOGIN_THROTTLED"
+    assert 0 < int(throttled.headers["retry-after"]) <= stack.settings.login_failure_window_seconds
+    if known:
+        # A throttled account can still recover: the reset lifts the throttle.
+        await stack.http.post("/auth/password-reset/request", json={"email": address})
+        token = await stack.token_from_mail(address, index=1)
+        new_password = secret("Another7Password")
+        confirm = await stack.http.post("/auth/password-reset/confirm", json={"token": token, "newPassword": new_password})
+        assert confirm.status_code == 200
+        assert (await stack.http.post("/auth/login", json={"email": address, "password": new_password})).status_code == 200
