@@ -90,7 +90,7 @@ class DataPrefs(_Model):
 
 
 class Preferences(_Model):
-    version: int = CURRENT_VERSION
+    version: Literal[1] = CURRENT_VERSION  # migrate() brings older documents here; nothing else may change it
     theme: Theme = Theme()
     account: AccountPrefs = AccountPrefs()
     notifications: Notifications = Notifications()
@@ -114,6 +114,15 @@ def deep_merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
         else:
             merged[key] = value
     return merged
+
+
+def apply_patch(document: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge ``changes`` into ``document``. A legacy ``theme.darkMode`` without ``theme.mode`` sets the mode,
+    so the stored mode must not shadow it."""
+    theme = changes.get("theme")
+    if isinstance(theme, dict) and "darkMode" in theme and "mode" not in theme and isinstance(document.get("theme"), dict):
+        document = {**document, "theme": {k: v for k, v in document["theme"].items() if k != "mode"}}
+    return deep_merge(document, changes)
 
 
 def migrate(document: dict[str, Any]) -> dict[str, Any]:

@@ -28,21 +28,26 @@ def lifetime(platform: Platform, purpose: str) -> timedelta:
 async def create(session: AsyncSession, platform: Platform, user: User, purpose: str) -> AuthToken:
     """A new token row for ``user``; it supersedes every live token of the same purpose."""
     now = utcnow()
+    await withdraw_live(session, user.id, purpose)
+    token = AuthToken(user_id=user.id, purpose=purpose, email=user.email, expires_at=now + lifetime(platform, purpose))
+    session.add(token)
+    await session.flush()
+    return token
+
+
+async def withdraw_live(session: AsyncSession, user_id: str, purpose: str) -> None:
+    """Make every live ``purpose`` token of the user unusable (their workflows settle them later)."""
     await session.execute(
         update(AuthToken)
         .where(
-            AuthToken.user_id == user.id,
+            AuthToken.user_id == user_id,
             AuthToken.purpose == purpose,
             AuthToken.consumed_at.is_(None),
             AuthToken.superseded_at.is_(None),
             AuthToken.expired_at.is_(None),
         )
-        .values(superseded_at=now, token_digest=None)
+        .values(superseded_at=utcnow(), token_digest=None)
     )
-    token = AuthToken(user_id=user.id, purpose=purpose, email=user.email, expires_at=now + lifetime(platform, purpose))
-    session.add(token)
-    await session.flush()
-    return token
 
 
 async def start_workflow(platform: Platform, token: AuthToken) -> None:

@@ -18,8 +18,10 @@ def _invalid(error: ValidationError) -> AppError:
     return AppError("invalid preferences", code="VALIDATION_ERROR", status=422, details=fields)
 
 
-def _check_advanced(user: User, document: dict[str, Any], current: dict[str, Any]) -> None:
-    if user.level < prefs.ADVANCED_LEVEL and document.get("advanced") != current.get("advanced"):
+def _check_advanced(user: User, incoming: dict[str, Any]) -> None:
+    """Below level 2 ``advanced`` is hidden, so any write of it is refused, whatever its value (comparing with the
+    stored value would let the caller probe what is hidden from them)."""
+    if user.level < prefs.ADVANCED_LEVEL and "advanced" in incoming:
         raise Forbidden("advanced preferences need level 2", code="PREFERENCES_ADVANCED_FORBIDDEN")
 
 
@@ -54,9 +56,9 @@ async def get(platform: Platform, user: User) -> dict[str, Any]:
 
 
 async def patch(platform: Platform, user: User, changes: dict[str, Any]) -> dict[str, Any]:
+    _check_advanced(user, changes)
     current = await _stored(platform, user)
-    merged = _validated(prefs.deep_merge(current, changes))
-    _check_advanced(user, merged, current)
+    merged = _validated(prefs.apply_patch(current, changes))
     return await _save(platform, user, merged)
 
 
@@ -69,13 +71,14 @@ async def export(platform: Platform, user: User) -> dict[str, Any]:
 
 
 async def import_(platform: Platform, user: User, document: dict[str, Any]) -> dict[str, Any]:
-    current = await _stored(platform, user)
+    _check_advanced(user, document)
     try:
         migrated = prefs.migrate(document)
     except ValueError as error:
         raise AppError(str(error), code="VALIDATION_ERROR", status=422) from None
     if user.level < prefs.ADVANCED_LEVEL:
-        migrated.setdefault("advanced", current.get("advanced"))
-    imported = _validated(migrated)
-    _check_advanced(user, imported, current)
-    return await _save(platform, user, imported)
+        # A level-1 document has no `advanced`; what is stored stays as it is.
+        stored = (await _stored(platform, user)).get("advanced")
+        if stored is not None:
+            migrated["advanced"] = stored
+    return await _save(platform, user, _validated(migrated))

@@ -58,10 +58,12 @@ async def authenticate(platform: Platform, token: str | None) -> tuple[User, Aut
     return user, auth_session
 
 
-async def revoke(session: AsyncSession, user_id: str, *, only: str | None = None) -> int:
-    """Revoke the user's live sessions (or just session ``only``); returns how many were live."""
+async def revoke(session: AsyncSession, user_id: str, *, only: str | None = None, keep: str | None = None) -> int:
+    """Revoke the user's live sessions: all, just ``only``, or all but ``keep``. Returns how many."""
     conditions = [AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None)]
     if only is not None:
         conditions.append(AuthSession.id == only)
+    if keep is not None:
+        conditions.append(AuthSession.id != keep)
     result = await session.execute(update(AuthSession).where(*conditions).values(revoked_at=utcnow()))
     return result.rowcount or 0

@@ -15,7 +15,7 @@ from domain.passwords import is_strong_password
 from services import audit, auth_tokens, sessions
 from services.accounts import find_by_email, hash_password, verify_password, weak_password
 from services.platform import ClientInfo, Platform
-from workflows.auth_token import EMAIL_VERIFICATION
+from workflows.auth_token import EMAIL_VERIFICATION, PASSWORD_RESET
 
 ROLES = ("user", "admin")
 LEVELS = range(1, 3)
@@ -44,6 +44,8 @@ async def update_me(platform: Platform, user: User, client: ClientInfo, *, email
                 await _ensure_email_free(session, email, me.id)
                 me.email = normalize_email(email)
                 me.email_verified = False
+                # Reset links sent to the old address must stop working.
+                await auth_tokens.withdraw_live(session, me.id, PASSWORD_RESET)
                 token = await auth_tokens.create(session, platform, me, EMAIL_VERIFICATION)
                 await audit.record(session, "email_changed", "verification_sent", client, user_id=me.id, email=me.email)
     except IntegrityError:
@@ -67,7 +69,9 @@ async def change_password(
     async with platform.db.session() as session:
         me = await session.get(User, user.id)
         me.password_hash = password_hash
-        revoked = await sessions.revoke(session, user.id) if revoke_all else 0
+        # A reset link mailed earlier must not undo the change the user just made.
+        await auth_tokens.withdraw_live(session, me.id, PASSWORD_RESET)
+        revoked = await sessions.revoke(session, user.id, keep=None if revoke_all else session_id)
         await audit.record(session, "password_change", "password_updated", client, user_id=user.id)
     return revoked
 
@@ -150,7 +154,7 @@ async def list_users(
     if status in ("active", "inactive"):
         conditions.append(User.is_active.is_(status == "active"))
     if search:
-        conditions.append(User.email.contains(normalize_email(search)))
+        conditions.append(User.email.contains(normalize_email(search), autoescape=True))
     async with platform.db.session() as session:
         total = await session.scalar(select(func.count()).select_from(User).where(*conditions))
         users = await session.scalars(

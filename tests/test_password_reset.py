@@ -171,3 +171,18 @@ async def make_admin(stack) -> dict[str, str]:
     created = await stack.cli("users", "create", "--email", address, "--admin", input=f"{password}\n{password}\n")
     assert created.exit_code == 0, created.output
     return await stack.login(address, password)
+
+
+async def test_a_password_change_withdraws_mailed_reset_links(stack):
+    address = email()
+    await stack.register_verified(address, PASSWORD)
+    headers = await stack.login(address, PASSWORD)
+    await request_reset(stack, address)
+    token = await stack.token_from_mail(address, index=1)
+    changed = await stack.http.patch(
+        "/users/me/password",
+        json={"currentPassword": PASSWORD, "newPassword": secret("Changed5Password")},
+        headers=headers,
+    )
+    assert changed.status_code == 200
+    assert (await confirm(stack, token)).status_code == 400

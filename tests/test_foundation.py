@@ -1,0 +1,84 @@
+"""Migrations, settings, log redaction and workflow replay."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import create_engine
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+import db.models  # noqa: F401
+from core.logging import RedactingFilter, redact
+from db.base import Base
+from db.engine import sync_url
+from workflows.auth_token import AuthTokenWorkflow
+
+HISTORIES = Path(__file__).parent / "histories"
+
+
+def test_migrations_match_the_models(database_url):
+    engine = create_engine(sync_url(database_url))
+    with engine.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    engine.dispose()
+    assert differences == []
+
+
+def test_a_wrong_setting_stops_the_process_with_one_line(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "cli.main", "db", "upgrade"],
+        env={"PATH": "/usr/bin:/bin", "QUANTPOLY_API_PORT": "eighty", "QUANTPOLY_VAR_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parent.parent,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("invalid configuration: QUANTPOLY_API_PORT:")
+
+
+def test_redaction_of_every_secret_form():
+    token = "Zq3xY8wPpL0kR2mN5vB7cD9fG1hJ4sT6uW8yA0eI3oU"
+    samples = [
+        f"Authorization: Bearer {token}",
+        f'{{"password": "Hunter2Hunter2", "token": "{token}"}}',
+        f"{{'newPassword': 'Hunter2Hunter2'}}",
+        f"POST /auth/verify?token={token}&x=1",
+        f"cookie: session_token={token}",
+        f"api_key={token} secret_key: {token}",
+    ]
+    for sample in samples:
+        masked = redact(sample)
+        assert token not in masked and "Hunter2Hunter2" not in masked, masked
+
+
+def test_redaction_applies_to_arguments_and_tracebacks():
+    record = logging.LogRecord("x", logging.ERROR, __file__, 1, "login with %s", ({"password": "Hunter2Hunter2"},), None)
+    RedactingFilter().filter(record)
+    assert "Hunter2Hunter2" not in record.getMessage()
+    try:
+        raise ValueError("token=abcdefgh12345678")
+    except ValueError:
+        failed = logging.LogRecord("x", logging.ERROR, __file__, 1, "failed", (), sys.exc_info())
+    RedactingFilter().filter(failed)
+    assert "abcdefgh12345678" not in failed.exc_text
+
+
+async def test_recorded_token_workflow_histories_replay():
+    """Histories of real runs (consumed and expired) must replay: a change that breaks them fails here."""
+    histories = [
+        WorkflowHistory.from_json(path.stem, json.loads(path.read_text())) for path in sorted(HISTORIES.glob("*.json"))
+    ]
+    assert len(histories) >= 2
+    replayer = Replayer(workflows=[AuthTokenWorkflow], data_converter=pydantic_data_converter)
+    for history in histories:
+        result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+        assert result.replay_failure is None, f"{history.workflow_id}: {result.replay_failure}"
