@@ -8,8 +8,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from datetime import timedelta
 from collections.abc import Sequence
+from datetime import timedelta
 
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -27,7 +27,9 @@ log = logging.getLogger("quantpoly.worker")
 WORKFLOWS: Sequence[type] = (AuthTokenWorkflow,)
 
 
-def build_worker(client: Client, settings: Settings, db: Database, *, mailer: Mailer | None = None, task_queue: str | None = None) -> Worker:
+def build_worker(
+    client: Client, settings: Settings, db: Database, *, mailer: Mailer | None = None, task_queue: str | None = None
+) -> Worker:
     auth = AuthActivities(db, mailer or mailer_from_settings(settings), settings)
     return Worker(
         client,

@@ -11,7 +11,8 @@ from temporalio.client import Client
 
 from api import errors
 from api.middleware import Metrics, RequestContextMiddleware
-from api.routes import admin, auth, platform as platform_routes, users
+from api.routes import admin, auth, users
+from api.routes import platform as platform_routes
 from core.settings import Settings, get_settings
 from core.temporal import connect_temporal
 from db.engine import Database

@@ -18,7 +18,9 @@ def _plain(data: Any) -> Any:
     return data
 
 
-def ok(data: Any = None, *, message: str = "ok", status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
+def ok(
+    data: Any = None, *, message: str = "ok", status: int = 200, headers: dict[str, str] | None = None
+) -> JSONResponse:
     body: dict[str, Any] = {"success": True, "message": message}
     if data is not None:
         body["data"] = _plain(data)
@@ -29,7 +31,9 @@ def page(items: list[Any], total: int, page_number: int, page_size: int) -> JSON
     return ok({"items": _plain(items), "total": total, "page": page_number, "pageSize": page_size})
 
 
-def error(status: int, code: str, message: str, *, details: Any = None, headers: dict[str, str] | None = None) -> JSONResponse:
+def error(
+    status: int, code: str, message: str, *, details: Any = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
     payload: dict[str, Any] = {"code": code, "message": message}
     if details is not None:
         payload["details"] = details

@@ -23,7 +23,10 @@ class Metrics:
             "quantpoly_http_requests_total", "HTTP requests", ["method", "route", "status"], registry=self.registry
         )
         self.latency = Histogram(
-            "quantpoly_http_request_duration_seconds", "HTTP request latency", ["method", "route"], registry=self.registry
+            "quantpoly_http_request_duration_seconds",
+            "HTTP request latency",
+            ["method", "route"],
+            registry=self.registry,
         )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import click
 
@@ -69,8 +69,8 @@ async def reset_request(email: str) -> None:
 @command_runner
 async def reset_confirm() -> None:
     """Set a new password with a reset token. The token and password are read from prompts or stdin."""
-    token = click.prompt("Reset token", hide_input=True).strip()
-    new_password = click.prompt("New password", hide_input=True, confirmation_prompt=True)
+    token = click.prompt("Reset token", hide_input=True, err=True).strip()
+    new_password = click.prompt("New password", hide_input=True, confirmation_prompt=True, err=True)
     async with context.platform() as platform:
         revoked = await password_reset.confirm_reset(platform, token, new_password, CLI_CLIENT)
     emit({"message": "password updated", "revoked_sessions": revoked})
@@ -118,7 +118,11 @@ def audit_group() -> None:
 async def audit_list(event, outcome, user_id, email, since: datetime | None, page: int, page_size: int) -> None:
     """List audit events, newest first."""
     filters = audit.AuditFilter(
-        event=event, outcome=outcome, user_id=user_id, email=email, since=since.replace(tzinfo=timezone.utc) if since else None
+        event=event,
+        outcome=outcome,
+        user_id=user_id,
+        email=email,
+        since=since.replace(tzinfo=UTC) if since else None,
     )
     async with context.platform(need_temporal=False) as platform:
         rows, total = await audit.search(platform, filters, page, page_size)

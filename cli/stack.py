@@ -34,13 +34,21 @@ def dev_server_command(config_path: Path = DEV_CONFIG) -> list[str]:
     db_file = db_file if db_file.is_absolute() else ROOT / db_file
     db_file.parent.mkdir(parents=True, exist_ok=True)
     command = [
-        temporal_binary(), "server", "start-dev",
-        "--ip", str(config["ip"]),
-        "--port", str(config["port"]),
-        "--ui-port", str(config["ui_port"]),
-        "--namespace", str(config["namespace"]),
-        "--db-filename", str(db_file),
-        "--log-level", str(config.get("log_level", "warn")),
+        temporal_binary(),
+        "server",
+        "start-dev",
+        "--ip",
+        str(config["ip"]),
+        "--port",
+        str(config["port"]),
+        "--ui-port",
+        str(config["ui_port"]),
+        "--namespace",
+        str(config["namespace"]),
+        "--db-filename",
+        str(db_file),
+        "--log-level",
+        str(config.get("log_level", "warn")),
         "--ui-disable-news-fetch",
     ]
     for name, kind in (config.get("search_attributes") or {}).items():

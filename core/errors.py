@@ -62,7 +62,9 @@ class RateLimited(AppError):
 
     def __init__(self, message: str, *, retry_after: int, code: str | None = None) -> None:
         retry_after = max(1, int(retry_after))
-        super().__init__(message, code=code, headers={"Retry-After": str(retry_after)}, details={"retryAfter": retry_after})
+        super().__init__(
+            message, code=code, headers={"Retry-After": str(retry_after)}, details={"retryAfter": retry_after}
+        )
 
 
 class ServiceUnavailable(AppError):

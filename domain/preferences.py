@@ -120,7 +120,12 @@ def apply_patch(document: dict[str, Any], changes: dict[str, Any]) -> dict[str, 
     """Deep-merge ``changes`` into ``document``. A legacy ``theme.darkMode`` without ``theme.mode`` sets the mode,
     so the stored mode must not shadow it."""
     theme = changes.get("theme")
-    if isinstance(theme, dict) and "darkMode" in theme and "mode" not in theme and isinstance(document.get("theme"), dict):
+    if (
+        isinstance(theme, dict)
+        and "darkMode" in theme
+        and "mode" not in theme
+        and isinstance(document.get("theme"), dict)
+    ):
         document = {**document, "theme": {k: v for k, v in document["theme"].items() if k != "mode"}}
     return deep_merge(document, changes)
 

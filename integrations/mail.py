@@ -6,7 +6,7 @@ import smtplib
 import ssl
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -26,7 +26,7 @@ def compose(sender: str, to: str, subject: str, body: str) -> EmailMessage:
     message["From"] = sender
     message["To"] = to
     message["Subject"] = subject
-    message["Date"] = format_datetime(datetime.now(timezone.utc))
+    message["Date"] = format_datetime(datetime.now(UTC))
     message["Message-ID"] = make_msgid(domain="quantpoly.local")
     message.set_content(body)
     return message
@@ -64,7 +64,7 @@ class FileOutbox:
 
     def send(self, message: EmailMessage) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
         final = self.directory / f"{stamp}-{uuid.uuid4().hex[:8]}.eml"
         partial = final.with_suffix(".part")
         partial.write_bytes(message.as_bytes(policy=policy.SMTP))

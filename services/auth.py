@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -12,9 +11,9 @@ from db.models import User
 from domain.passwords import is_strong_password
 from services import audit, auth_tokens, rate_limits, sessions
 from services.accounts import find_by_email, hash_password, verify_password, weak_password
-from services.token_mail import request_token_mail
 from services.platform import ClientInfo, Platform
 from services.sessions import IssuedSession
+from services.token_mail import request_token_mail
 from workflows.auth_token import EMAIL_VERIFICATION
 
 LOGIN_FAILURES = "login_failures"
@@ -64,10 +63,14 @@ async def login(platform: Platform, email: str, password: str, client: ClientInf
     key = email_digest(email)
     error: AppError | None = None
     async with platform.db.session() as session:
-        wait = await rate_limits.retry_after(session, LOGIN_FAILURES, key, s.login_max_failures, s.login_failure_window_seconds)
+        wait = await rate_limits.retry_after(
+            session, LOGIN_FAILURES, key, s.login_max_failures, s.login_failure_window_seconds
+        )
         if wait is not None:
             await audit.record(session, "login", "throttled", client, email=email)
-            error = RateLimited("too many failed sign-in attempts; try again later", retry_after=wait, code="LOGIN_THROTTLED")
+            error = RateLimited(
+                "too many failed sign-in attempts; try again later", retry_after=wait, code="LOGIN_THROTTLED"
+            )
         else:
             user = await find_by_email(session, email)
             ok = await verify_password(platform, password, user.password_hash if user else None)
@@ -106,10 +109,10 @@ async def logout(platform: Platform, user: User, session_id: str, client: Client
 
 async def request_verification_mail(platform: Platform, email: str, client: ClientInfo) -> None:
     """Resend: the caller learns nothing about the address; only an unverified live account gets mail."""
+
     def eligible(user: User) -> str | None:
         if not user.is_active:
             return "user_disabled"
         return "already_verified" if user.email_verified else None
 
     await request_token_mail(platform, EMAIL_VERIFICATION, "verify_email_resend", email, client, eligible)
-

@@ -46,7 +46,9 @@ async def confirm_reset(platform: Platform, secret: str, new_password: str, clie
             revoked = await sessions.revoke(session, user.id)
             # A successful reset lifts any sign-in throttle on the account.
             await rate_limits.clear(session, LOGIN_FAILURES, email_digest(user.email))
-            await audit.record(session, "password_reset_confirm", "password_updated", client, user_id=user.id, email=user.email)
+            await audit.record(
+                session, "password_reset_confirm", "password_updated", client, user_id=user.id, email=user.email
+            )
     if error is not None:
         raise error
     await auth_tokens.signal_consumed(platform, token)

@@ -7,8 +7,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from core.errors import AppError, Forbidden
-from db.models import User, UserPreferences
 from db.base import utcnow
+from db.models import User, UserPreferences
 from domain import preferences as prefs
 from services.platform import Platform
 

@@ -37,11 +37,15 @@ async def request_token_mail(
     client_key = digest(client.address or "unknown")
     async with platform.db.session() as session:
         client_scope, email_scope = f"{event}:client", f"{event}:email"
-        wait = await rate_limits.retry_after(session, client_scope, client_key, s.reset_per_client_limit, s.reset_per_client_window_seconds)
+        wait = await rate_limits.retry_after(
+            session, client_scope, client_key, s.reset_per_client_limit, s.reset_per_client_window_seconds
+        )
         if wait is not None:
             await audit.record(session, event, "rate_limited_client", client, email=email)
             error = RateLimited("too many requests from this address; try again later", retry_after=wait)
-        elif await rate_limits.retry_after(session, email_scope, email_digest(email), s.reset_per_email_limit, s.reset_per_email_window_seconds):
+        elif await rate_limits.retry_after(
+            session, email_scope, email_digest(email), s.reset_per_email_limit, s.reset_per_email_window_seconds
+        ):
             await rate_limits.hit(session, client_scope, client_key, s.reset_per_client_window_seconds)
             await audit.record(session, event, "rate_limited", client, email=email)
         else:
@@ -51,7 +55,9 @@ async def request_token_mail(
             outcome = "user_not_found" if user is None else refusal(user)
             if outcome is None:
                 token = await auth_tokens.create(session, platform, user, purpose)
-            await audit.record(session, event, outcome or "issued", client, user_id=user.id if user else None, email=email)
+            await audit.record(
+                session, event, outcome or "issued", client, user_id=user.id if user else None, email=email
+            )
     if error is not None:
         raise error
     if token is not None:

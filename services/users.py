@@ -32,7 +32,9 @@ async def _ensure_email_free(session: AsyncSession, email: str, owner_id: str | 
         raise Conflict("email already registered", code="DUPLICATE_EMAIL")
 
 
-async def update_me(platform: Platform, user: User, client: ClientInfo, *, email: str | None, display_name: str | None) -> User:
+async def update_me(
+    platform: Platform, user: User, client: ClientInfo, *, email: str | None, display_name: str | None
+) -> User:
     """A changed email must be verified again: a token goes to the new address."""
     token = None
     try:
@@ -104,7 +106,9 @@ def _check_changes(changes: UserChanges) -> None:
         raise InvalidInput("level must be 1 or 2", code="INVALID_LEVEL")
 
 
-async def admin_create(platform: Platform, admin: User, client: ClientInfo, password: str, changes: UserChanges) -> User:
+async def admin_create(
+    platform: Platform, admin: User, client: ClientInfo, password: str, changes: UserChanges
+) -> User:
     require_admin(admin)
     return await create_user(platform, password, changes, client, actor_id=admin.id)
 
@@ -133,7 +137,9 @@ async def create_user(
             )
             session.add(user)
             await session.flush()
-            await audit.record(session, "admin_user_create", user.role, client, user_id=user.id, email=user.email, actor_id=actor_id)
+            await audit.record(
+                session, "admin_user_create", user.role, client, user_id=user.id, email=user.email, actor_id=actor_id
+            )
     except IntegrityError:
         raise Conflict("email already registered", code="DUPLICATE_EMAIL") from None
     return user
@@ -158,7 +164,11 @@ async def list_users(
     async with platform.db.session() as session:
         total = await session.scalar(select(func.count()).select_from(User).where(*conditions))
         users = await session.scalars(
-            select(User).where(*conditions).order_by(User.created_at.desc(), User.id).offset((page - 1) * page_size).limit(page_size)
+            select(User)
+            .where(*conditions)
+            .order_by(User.created_at.desc(), User.id)
+            .offset((page - 1) * page_size)
+            .limit(page_size)
         )
         return list(users), int(total or 0)
 
@@ -181,7 +191,9 @@ def _refuse_self_lockout(admin: User, target: User, changes: UserChanges | None)
     if admin.id != target.id:
         return
     if changes is None or changes.is_active is False or (changes.role not in (None, "admin")):
-        raise AppError("administrators cannot disable, demote or delete themselves", code="ADMIN_SELF_LOCKOUT", status=409)
+        raise AppError(
+            "administrators cannot disable, demote or delete themselves", code="ADMIN_SELF_LOCKOUT", status=409
+        )
 
 
 async def admin_update(platform: Platform, admin: User, client: ClientInfo, user_id: str, changes: UserChanges) -> User:

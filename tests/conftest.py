@@ -273,8 +273,14 @@ async def open_stack(
     transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 5555))
     async with worker, app.router.lifespan_context(app):
         async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as http:
-            yield Stack(http=http, settings=settings, temporal=temporal, _collector=collector,
-                        _seen=len(collector.messages), env=settings_env(settings))
+            yield Stack(
+                http=http,
+                settings=settings,
+                temporal=temporal,
+                _collector=collector,
+                _seen=len(collector.messages),
+                env=settings_env(settings),
+            )
     await db.dispose()
 
 

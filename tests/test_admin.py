@@ -24,7 +24,9 @@ def cli_json(result) -> dict:
 
 async def create_admin(stack) -> tuple[dict, dict[str, str]]:
     email = new_email("admin")
-    result = await stack.cli("users", "create", "--email", email, "--admin", input=f"{ADMIN_PASSWORD}\n{ADMIN_PASSWORD}\n")
+    result = await stack.cli(
+        "users", "create", "--email", email, "--admin", input=f"{ADMIN_PASSWORD}\n{ADMIN_PASSWORD}\n"
+    )
     admin = cli_json(result)
     return admin, await stack.login(email, ADMIN_PASSWORD)
 
@@ -53,7 +55,9 @@ def assert_error(response, status: int, code: str) -> None:
 
 async def test_cli_creates_the_first_admin(stack):
     email = new_email("admin")
-    result = await stack.cli("users", "create", "--email", email, "--admin", input=f"{ADMIN_PASSWORD}\n{ADMIN_PASSWORD}\n")
+    result = await stack.cli(
+        "users", "create", "--email", email, "--admin", input=f"{ADMIN_PASSWORD}\n{ADMIN_PASSWORD}\n"
+    )
     created = cli_json(result)
     assert ADMIN_PASSWORD not in result.output
     assert {k: v for k, v in created.items() if k not in ("id", "created_at")} == {
@@ -74,7 +78,11 @@ async def test_cli_create_needs_matching_confirmation(stack):
     other = secret("Other-pass-3")
     result = await stack.cli("users", "create", "--email", email, "--admin", input=f"{ADMIN_PASSWORD}\n{other}\n")
     assert result.exit_code != 0
-    assert_error(await stack.http.post("/auth/login", json={"email": email, "password": ADMIN_PASSWORD}), 401, "INVALID_CREDENTIALS")
+    assert_error(
+        await stack.http.post("/auth/login", json={"email": email, "password": ADMIN_PASSWORD}),
+        401,
+        "INVALID_CREDENTIALS",
+    )
 
 
 async def test_cli_create_rejects_a_weak_password(stack):
@@ -107,7 +115,11 @@ async def test_every_admin_route_requires_the_admin_role(stack):
 async def test_admin_routes_without_a_session(stack):
     stack.http.cookies.clear()
     assert_error(await stack.http.get("/admin/users"), 401, "MISSING_TOKEN")
-    assert_error(await stack.http.get("/admin/audit-events", headers={"Authorization": "Bearer nope-not-a-token"}), 401, "INVALID_TOKEN")
+    assert_error(
+        await stack.http.get("/admin/audit-events", headers={"Authorization": "Bearer nope-not-a-token"}),
+        401,
+        "INVALID_TOKEN",
+    )
 
 
 # --- users ------------------------------------------------------------------------------------------------
@@ -119,7 +131,16 @@ async def test_list_users_paged_and_filtered(stack):
     listed = data(await stack.http.get("/admin/users", headers=headers))
     assert listed["total"] == 2 and listed["page"] == 1 and listed["pageSize"] == 20
     assert {u["id"] for u in listed["items"]} == {admin["id"], user["id"]}
-    assert set(listed["items"][0]) == {"id", "email", "displayName", "isActive", "emailVerified", "role", "level", "createdAt"}
+    assert set(listed["items"][0]) == {
+        "id",
+        "email",
+        "displayName",
+        "isActive",
+        "emailVerified",
+        "role",
+        "level",
+        "createdAt",
+    }
 
     second_page = data(await stack.http.get("/admin/users", headers=headers, params={"page": 2, "pageSize": 1}))
     assert second_page["total"] == 2 and second_page["page"] == 2 and second_page["pageSize"] == 1
@@ -166,7 +187,9 @@ async def test_admin_creates_a_ready_user(stack):
 
 async def test_admin_create_rejects_a_weak_password(stack):
     _, headers = await create_admin(stack)
-    response = await stack.http.post("/admin/users", headers=headers, json={"email": new_email(), "password": secret("short1A")})
+    response = await stack.http.post(
+        "/admin/users", headers=headers, json={"email": new_email(), "password": secret("short1A")}
+    )
     assert_error(response, 400, "WEAK_PASSWORD")
 
 
@@ -176,7 +199,9 @@ async def test_disabling_a_user_revokes_their_sessions(stack):
     updated = data(await stack.http.patch(f"/admin/users/{user['id']}", headers=headers, json={"isActive": False}))
     assert updated["isActive"] is False
     assert_error(await stack.http.get("/users/me", headers=user_headers), 401, "INVALID_TOKEN")
-    assert_error(await stack.http.post("/auth/login", json={"email": email, "password": PASSWORD}), 403, "USER_DISABLED")
+    assert_error(
+        await stack.http.post("/auth/login", json={"email": email, "password": PASSWORD}), 403, "USER_DISABLED"
+    )
 
     data(await stack.http.patch(f"/admin/users/{user['id']}", headers=headers, json={"isActive": True}))
     await stack.login(email, PASSWORD)
@@ -196,10 +221,20 @@ async def test_invalid_level_and_role(stack):
     _, headers = await create_admin(stack)
     _, user, _ = await member(stack)
     for level in (0, 3):
-        assert_error(await stack.http.patch(f"/admin/users/{user['id']}", headers=headers, json={"level": level}), 400, "INVALID_LEVEL")
-    assert_error(await stack.http.patch(f"/admin/users/{user['id']}", headers=headers, json={"role": "root"}), 400, "INVALID_ROLE")
+        assert_error(
+            await stack.http.patch(f"/admin/users/{user['id']}", headers=headers, json={"level": level}),
+            400,
+            "INVALID_LEVEL",
+        )
     assert_error(
-        await stack.http.post("/admin/users", headers=headers, json={"email": new_email(), "password": PASSWORD, "level": 9}),
+        await stack.http.patch(f"/admin/users/{user['id']}", headers=headers, json={"role": "root"}),
+        400,
+        "INVALID_ROLE",
+    )
+    assert_error(
+        await stack.http.post(
+            "/admin/users", headers=headers, json={"email": new_email(), "password": PASSWORD, "level": 9}
+        ),
         400,
         "INVALID_LEVEL",
     )
@@ -239,7 +274,9 @@ async def test_delete_user(stack):
     }
     assert_error(await stack.http.get("/users/me", headers=user_headers), 401, "INVALID_TOKEN")
     assert_error(await stack.http.get(f"/admin/users/{user['id']}", headers=headers), 404, "USER_NOT_FOUND")
-    assert_error(await stack.http.post("/auth/login", json={"email": email, "password": PASSWORD}), 401, "INVALID_CREDENTIALS")
+    assert_error(
+        await stack.http.post("/auth/login", json={"email": email, "password": PASSWORD}), 401, "INVALID_CREDENTIALS"
+    )
 
 
 # --- audit trail ------------------------------------------------------------------------------------------
@@ -267,7 +304,16 @@ async def test_audit_events_record_auth_and_admin_actions_without_plaintext(stac
     assert {e["userId"] for e in logins} == {admin["id"], user["id"]}
     assert all(e["event"] == "login" for e in logins)
     assert set(logins[0]) == {
-        "id", "event", "outcome", "userId", "emailDigest", "actorId", "clientAddress", "userAgent", "requestId", "createdAt",
+        "id",
+        "event",
+        "outcome",
+        "userId",
+        "emailDigest",
+        "actorId",
+        "clientAddress",
+        "userAgent",
+        "requestId",
+        "createdAt",
     }
 
     mine = data(await stack.http.get("/admin/audit-events", headers=headers, params={"userId": user["id"]}))["items"]
@@ -275,7 +321,9 @@ async def test_audit_events_record_auth_and_admin_actions_without_plaintext(stac
     update = next(e for e in mine if e["event"] == "admin_user_update")
     assert update["actorId"] == admin["id"]
 
-    by_email = data(await stack.http.get("/admin/audit-events", headers=headers, params={"email": email, "event": "register"}))
+    by_email = data(
+        await stack.http.get("/admin/audit-events", headers=headers, params={"email": email, "event": "register"})
+    )
     assert [e["userId"] for e in by_email["items"]] == [user["id"]]
     assert by_email["items"][0]["emailDigest"] != email and len(by_email["items"][0]["emailDigest"]) == 64
 
@@ -289,7 +337,16 @@ async def test_cli_users_list_is_snake_case_json(stack):
     listed = cli_json(await stack.cli("users", "list"))
     assert listed["total"] == 2 and listed["page"] == 1 and listed["page_size"] == 50
     assert {u["email"] for u in listed["items"]} == {admin["email"], email}
-    assert set(listed["items"][0]) == {"id", "email", "display_name", "is_active", "email_verified", "role", "level", "created_at"}
+    assert set(listed["items"][0]) == {
+        "id",
+        "email",
+        "display_name",
+        "is_active",
+        "email_verified",
+        "role",
+        "level",
+        "created_at",
+    }
 
 
 async def test_cli_audit_list_filters_by_event(stack):
@@ -307,6 +364,15 @@ async def test_cli_table_output(stack):
     result = await stack.cli("--table", "users", "list")
     assert result.exit_code == 0, result.output
     header, row = result.stdout.strip().splitlines()
-    assert header.split() == ["ID", "EMAIL", "DISPLAY_NAME", "IS_ACTIVE", "EMAIL_VERIFIED", "ROLE", "LEVEL", "CREATED_AT"]
+    assert header.split() == [
+        "ID",
+        "EMAIL",
+        "DISPLAY_NAME",
+        "IS_ACTIVE",
+        "EMAIL_VERIFIED",
+        "ROLE",
+        "LEVEL",
+        "CREATED_AT",
+    ]
     assert row.split()[:2] == [admin["id"], admin["email"]]
     assert "admin" in row.split()

@@ -110,6 +110,10 @@ async def test_login_throttled_after_repeated_failures(stack, known):
         await stack.http.post("/auth/password-reset/request", json={"email": address})
         token = await stack.token_from_mail(address, index=1)
         new_password = secret("Another7Password")
-        confirm = await stack.http.post("/auth/password-reset/confirm", json={"token": token, "newPassword": new_password})
+        confirm = await stack.http.post(
+            "/auth/password-reset/confirm", json={"token": token, "newPassword": new_password}
+        )
         assert confirm.status_code == 200
-        assert (await stack.http.post("/auth/login", json={"email": address, "password": new_password})).status_code == 200
+        assert (
+            await stack.http.post("/auth/login", json={"email": address, "password": new_password})
+        ).status_code == 200

@@ -50,7 +50,7 @@ def test_redaction_of_every_secret_form():
     samples = [
         f"Authorization: Bearer {token}",
         f'{{"password": "Hunter2Hunter2", "token": "{token}"}}',
-        f"{{'newPassword': 'Hunter2Hunter2'}}",
+        "{'newPassword': 'Hunter2Hunter2'}",
         f"POST /auth/verify?token={token}&x=1",
         f"cookie: session_token={token}",
         f"api_key={token} secret_key: {token}",
@@ -61,7 +61,9 @@ def test_redaction_of_every_secret_form():
 
 
 def test_redaction_applies_to_arguments_and_tracebacks():
-    record = logging.LogRecord("x", logging.ERROR, __file__, 1, "login with %s", ({"password": "Hunter2Hunter2"},), None)
+    record = logging.LogRecord(
+        "x", logging.ERROR, __file__, 1, "login with %s", ({"password": "Hunter2Hunter2"},), None
+    )
     RedactingFilter().filter(record)
     assert "Hunter2Hunter2" not in record.getMessage()
     try:

@@ -11,7 +11,11 @@ from core.settings import Settings
 async def test_health_reports_database_and_temporal(stack):
     response = await stack.http.get("/health")
     assert response.status_code == 200
-    assert response.json() == {"success": True, "message": "ok", "data": {"status": "ok", "checks": {"database": "ok", "temporal": "ok"}}}
+    assert response.json() == {
+        "success": True,
+        "message": "ok",
+        "data": {"status": "ok", "checks": {"database": "ok", "temporal": "ok"}},
+    }
 
 
 async def test_health_names_what_is_down(database_url, tmp_path):
@@ -56,7 +60,10 @@ async def test_unexpected_errors_hide_internals(database_url, dev_server, smtp_s
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
             response = await http.get("/explode")
     assert response.status_code == 500
-    assert response.json() == {"success": False, "error": {"code": "INTERNAL_ERROR", "message": "internal server error"}}
+    assert response.json() == {
+        "success": False,
+        "error": {"code": "INTERNAL_ERROR", "message": "internal server error"},
+    }
     assert response.headers["x-request-id"]
 
 

@@ -21,7 +21,13 @@ DEFAULTS = {
         "autoSelectAccount": True,
     },
     "notifications": {
-        "email": {"enabled": True, "tradingAlerts": True, "riskAlerts": True, "systemUpdates": True, "marketSummary": False},
+        "email": {
+            "enabled": True,
+            "tradingAlerts": True,
+            "riskAlerts": True,
+            "systemUpdates": True,
+            "marketSummary": False,
+        },
         "browser": {"enabled": True, "permission": "default", "tradingSignals": True, "riskWarnings": True},
         "alertThresholds": {"profitThreshold": 10, "lossThreshold": 5, "riskLevel": "medium"},
     },
@@ -48,7 +54,9 @@ async def signed_in(stack) -> tuple[dict, dict[str, str]]:
 
 async def promoted_to_level_2(stack, user_id: str) -> None:
     admin = new_email()
-    result = await stack.cli("users", "create", "--email", admin, "--admin", input=f"{ADMIN_PASSWORD}\n{ADMIN_PASSWORD}\n")
+    result = await stack.cli(
+        "users", "create", "--email", admin, "--admin", input=f"{ADMIN_PASSWORD}\n{ADMIN_PASSWORD}\n"
+    )
     assert result.exit_code == 0, result.output
     headers = await stack.login(admin, ADMIN_PASSWORD)
     response = await stack.http.patch(f"/admin/users/{user_id}", headers=headers, json={"level": 2})
@@ -92,13 +100,18 @@ async def test_patch_deep_merges_and_keeps_siblings(stack):
 
     second = data(
         await stack.http.patch(
-            ROUTE, headers=headers, json={"notifications": {"email": {"marketSummary": True}}, "data": {"tablePreferences": {"pageSize": 50}}}
+            ROUTE,
+            headers=headers,
+            json={"notifications": {"email": {"marketSummary": True}}, "data": {"tablePreferences": {"pageSize": 50}}},
         )
     )
     expected = {
         **DEFAULTS,
         "theme": {"primaryColor": "#1677ff", "mode": "dark", "darkMode": True},
-        "notifications": {**DEFAULTS["notifications"], "email": {**DEFAULTS["notifications"]["email"], "marketSummary": True}},
+        "notifications": {
+            **DEFAULTS["notifications"],
+            "email": {**DEFAULTS["notifications"]["email"], "marketSummary": True},
+        },
         "data": {**DEFAULTS["data"], "tablePreferences": {"pageSize": 50, "compactRows": False, "showDecimals": 2}},
     }
     assert without_timestamp(second) == without_timestamp(expected)
@@ -113,9 +126,15 @@ async def test_legacy_dark_mode_flag_in_a_patch_sets_the_mode(stack):
 
 async def test_invalid_values_are_rejected_and_nothing_is_stored(stack):
     _, headers = await signed_in(stack)
-    error = assert_error(await stack.http.patch(ROUTE, headers=headers, json={"theme": {"mode": "purple"}}), 422, "VALIDATION_ERROR")
+    error = assert_error(
+        await stack.http.patch(ROUTE, headers=headers, json={"theme": {"mode": "purple"}}), 422, "VALIDATION_ERROR"
+    )
     assert [d["field"] for d in error["details"]] == ["theme.mode"]
-    assert_error(await stack.http.patch(ROUTE, headers=headers, json={"data": {"tablePreferences": {"pageSize": 0}}}), 422, "VALIDATION_ERROR")
+    assert_error(
+        await stack.http.patch(ROUTE, headers=headers, json={"data": {"tablePreferences": {"pageSize": 0}}}),
+        422,
+        "VALIDATION_ERROR",
+    )
     assert_error(await stack.http.patch(ROUTE, headers=headers, json={"colour": "red"}), 422, "VALIDATION_ERROR")
     assert_error(await stack.http.patch(ROUTE, headers=headers, json={"version": 7}), 422, "VALIDATION_ERROR")
     assert data(await stack.http.get(ROUTE, headers=headers)) == DEFAULTS
@@ -123,7 +142,11 @@ async def test_invalid_values_are_rejected_and_nothing_is_stored(stack):
 
 async def test_reset_restores_the_defaults(stack):
     _, headers = await signed_in(stack)
-    data(await stack.http.patch(ROUTE, headers=headers, json={"syncEnabled": False, "account": {"riskTolerance": "aggressive"}}))
+    data(
+        await stack.http.patch(
+            ROUTE, headers=headers, json={"syncEnabled": False, "account": {"riskTolerance": "aggressive"}}
+        )
+    )
     reset = data(await stack.http.post(f"{ROUTE}/reset", headers=headers))
     assert without_timestamp(reset) == without_timestamp(DEFAULTS)
     assert data(await stack.http.get(ROUTE, headers=headers)) == reset
@@ -131,7 +154,13 @@ async def test_reset_restores_the_defaults(stack):
 
 async def test_export_then_import_round_trip(stack):
     _, headers = await signed_in(stack)
-    data(await stack.http.patch(ROUTE, headers=headers, json={"theme": {"primaryColor": "#000000", "mode": "light"}, "data": {"refreshInterval": "1m"}}))
+    data(
+        await stack.http.patch(
+            ROUTE,
+            headers=headers,
+            json={"theme": {"primaryColor": "#000000", "mode": "light"}, "data": {"refreshInterval": "1m"}},
+        )
+    )
     exported = data(await stack.http.get(f"{ROUTE}/export", headers=headers))
     assert exported == data(await stack.http.get(ROUTE, headers=headers))
 
@@ -146,13 +175,19 @@ async def test_import_migrates_a_version_0_document(stack):
     _, headers = await signed_in(stack)
     legacy = {"version": 0, "darkMode": True, "theme": {"primaryColor": "#123456"}, "syncEnabled": False}
     imported = data(await stack.http.post(f"{ROUTE}/import", headers=headers, json=legacy))
-    expected = {**DEFAULTS, "theme": {"primaryColor": "#123456", "mode": "dark", "darkMode": True}, "syncEnabled": False}
+    expected = {
+        **DEFAULTS,
+        "theme": {"primaryColor": "#123456", "mode": "dark", "darkMode": True},
+        "syncEnabled": False,
+    }
     assert without_timestamp(imported) == without_timestamp(expected)
 
 
 async def test_import_of_a_future_version_is_rejected(stack):
     _, headers = await signed_in(stack)
-    assert_error(await stack.http.post(f"{ROUTE}/import", headers=headers, json={"version": 2}), 422, "VALIDATION_ERROR")
+    assert_error(
+        await stack.http.post(f"{ROUTE}/import", headers=headers, json={"version": 2}), 422, "VALIDATION_ERROR"
+    )
     assert data(await stack.http.get(ROUTE, headers=headers)) == DEFAULTS
 
 
@@ -161,9 +196,13 @@ async def test_advanced_is_hidden_and_read_only_below_level_2(stack):
     assert "advanced" not in data(await stack.http.get(ROUTE, headers=headers))
     assert "advanced" not in data(await stack.http.get(f"{ROUTE}/export", headers=headers))
     for document in ({"advanced": {"betaFeatures": True}}, {"advanced": {"betaFeatures": False}}):
-        assert_error(await stack.http.patch(ROUTE, headers=headers, json=document), 403, "PREFERENCES_ADVANCED_FORBIDDEN")
         assert_error(
-            await stack.http.post(f"{ROUTE}/import", headers=headers, json={**DEFAULTS, **document}), 403, "PREFERENCES_ADVANCED_FORBIDDEN"
+            await stack.http.patch(ROUTE, headers=headers, json=document), 403, "PREFERENCES_ADVANCED_FORBIDDEN"
+        )
+        assert_error(
+            await stack.http.post(f"{ROUTE}/import", headers=headers, json={**DEFAULTS, **document}),
+            403,
+            "PREFERENCES_ADVANCED_FORBIDDEN",
         )
     # A level-1 export imports cleanly: it has no `advanced` to write.
     exported = data(await stack.http.get(f"{ROUTE}/export", headers=headers))
@@ -175,9 +214,14 @@ async def test_level_2_sees_and_writes_advanced(stack):
     await promoted_to_level_2(stack, user["id"])
     assert data(await stack.http.get(ROUTE, headers=headers))["advanced"] == {"betaFeatures": False}
 
-    patched = data(await stack.http.patch(ROUTE, headers=headers, json={"advanced": {"betaFeatures": True, "tickDepth": 5}}))
+    patched = data(
+        await stack.http.patch(ROUTE, headers=headers, json={"advanced": {"betaFeatures": True, "tickDepth": 5}})
+    )
     assert patched["advanced"] == {"betaFeatures": True, "tickDepth": 5}
     exported = data(await stack.http.get(f"{ROUTE}/export", headers=headers))
     assert exported["advanced"] == {"betaFeatures": True, "tickDepth": 5}
     data(await stack.http.post(f"{ROUTE}/reset", headers=headers))
-    assert data(await stack.http.post(f"{ROUTE}/import", headers=headers, json=exported))["advanced"] == {"betaFeatures": True, "tickDepth": 5}
+    assert data(await stack.http.post(f"{ROUTE}/import", headers=headers, json=exported))["advanced"] == {
+        "betaFeatures": True,
+        "tickDepth": 5,
+    }

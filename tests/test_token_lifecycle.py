@@ -43,7 +43,9 @@ async def test_unused_token_expires_at_its_deadline(database_url, time_skipping_
         assert (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED
         assert (await reset_token_row(stack, user["id"])).expired_at is not None
 
-        late = await stack.http.post("/auth/password-reset/confirm", json={"token": token, "newPassword": secret("Late1Password")})
+        late = await stack.http.post(
+            "/auth/password-reset/confirm", json={"token": token, "newPassword": secret("Late1Password")}
+        )
         assert late.status_code == 400 and late.json()["error"]["code"] == "INVALID_RESET_TOKEN"
 
 

@@ -155,7 +155,9 @@ async def test_password_change_revokes_every_session(stack):
     assert response.json() == {"success": True, "message": "password updated", "data": {"revokedSessions": 2}}
     for old in (headers, other_device):
         assert_error(await stack.http.get("/users/me", headers=old), 401, "INVALID_TOKEN")
-    assert_error(await stack.http.post("/auth/login", json={"email": email, "password": PASSWORD}), 401, "INVALID_CREDENTIALS")
+    assert_error(
+        await stack.http.post("/auth/login", json={"email": email, "password": PASSWORD}), 401, "INVALID_CREDENTIALS"
+    )
     await stack.login(email, NEW_PASSWORD)
 
 
@@ -183,4 +185,6 @@ async def test_delete_me(stack):
     assert response.status_code == 200
     assert response.json() == {"success": True, "message": "account deleted", "data": {"revokedSessions": 2}}
     assert_error(await stack.http.get("/users/me", headers=headers), 401, "INVALID_TOKEN")
-    assert_error(await stack.http.post("/auth/login", json={"email": email, "password": PASSWORD}), 401, "INVALID_CREDENTIALS")
+    assert_error(
+        await stack.http.post("/auth/login", json={"email": email, "password": PASSWORD}), 401, "INVALID_CREDENTIALS"
+    )

@@ -9,7 +9,6 @@ restart of the API, the worker or the server.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -51,7 +50,7 @@ class AuthTokenWorkflow:
             if remaining > timedelta(0):
                 try:
                     await workflow.wait_condition(lambda: self._consumed, timeout=remaining)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
         self._stage = "settling"
         outcome = await workflow.execute_activity(

@@ -33,7 +33,9 @@ async def list_users(
     page_number: int = Query(1, ge=1, alias="page"),
     page_size: int = PageSize,
 ):
-    found, total = await users.admin_list(platform, admin, status=status, search=search, page=page_number, page_size=page_size)
+    found, total = await users.admin_list(
+        platform, admin, status=status, search=search, page=page_number, page_size=page_size
+    )
     return page([UserOut.model_validate(u) for u in found], total, page_number, page_size)
 
 
@@ -43,7 +45,9 @@ async def get_user(user_id: str, admin: AdminUser, platform: PlatformDep):
 
 
 @router.patch("/users/{user_id}")
-async def update_user(user_id: str, body: AdminUpdateUserIn, admin: AdminUser, platform: PlatformDep, client: ClientDep):
+async def update_user(
+    user_id: str, body: AdminUpdateUserIn, admin: AdminUser, platform: PlatformDep, client: ClientDep
+):
     changes = users.UserChanges(**body.model_dump(exclude_unset=True))
     return ok(UserOut.model_validate(await users.admin_update(platform, admin, client, user_id, changes)))
 
