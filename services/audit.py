@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -47,6 +47,11 @@ class AuditFilter:
     until: datetime | None = None
 
 
+def _as_utc(moment: datetime) -> datetime:
+    """Times without a zone are taken as UTC, the zone every stored time is in."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 async def list_events(
     session: AsyncSession, filters: AuditFilter, page: int, page_size: int
 ) -> tuple[list[AuthAuditEvent], int]:
@@ -60,9 +65,9 @@ async def list_events(
     if filters.email:
         conditions.append(AuthAuditEvent.email_digest == email_digest(filters.email))
     if filters.since:
-        conditions.append(AuthAuditEvent.created_at >= filters.since)
+        conditions.append(AuthAuditEvent.created_at >= _as_utc(filters.since))
     if filters.until:
-        conditions.append(AuthAuditEvent.created_at < filters.until)
+        conditions.append(AuthAuditEvent.created_at < _as_utc(filters.until))
     total = await session.scalar(select(func.count()).select_from(AuthAuditEvent).where(*conditions))
     rows = await session.scalars(
         select(AuthAuditEvent)

@@ -376,3 +376,16 @@ async def test_cli_table_output(stack):
     ]
     assert row.split()[:2] == [admin["id"], admin["email"]]
     assert "admin" in row.split()
+
+
+async def test_audit_events_filtered_by_time_window(stack):
+    _, headers = await create_admin(stack)
+    # A time without a zone is read as UTC, like every stored time.
+    past = data(await stack.http.get("/admin/audit-events", headers=headers, params={"since": "2000-01-01T00:00:00"}))
+    assert past["total"] >= 1
+    future = data(
+        await stack.http.get("/admin/audit-events", headers=headers, params={"since": "2999-01-01T00:00:00Z"})
+    )
+    assert future["total"] == 0
+    none_before = data(await stack.http.get("/admin/audit-events", headers=headers, params={"until": "2000-01-01"}))
+    assert none_before["total"] == 0
