@@ -11,40 +11,81 @@ import signal
 from collections.abc import Sequence
 from datetime import timedelta
 
-from temporalio.client import Client
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleIntervalSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+)
 from temporalio.worker import Worker
 
 from activities.auth import AuthActivities
+from activities.jobs import JobActivities
+from activities.market_data import MarketDataActivities
 from core.logging import configure_logging
 from core.settings import Settings, get_settings
 from core.temporal import connect_temporal
 from db.engine import Database
 from integrations.mail import Mailer, mailer_from_settings
+from integrations.market_data import provider_from_settings
 from workflows.auth_token import AuthTokenWorkflow
+from workflows.job import JobReconcilerWorkflow, JobWorkflow
 
 log = logging.getLogger("quantpoly.worker")
 
-WORKFLOWS: Sequence[type] = (AuthTokenWorkflow,)
+WORKFLOWS: Sequence[type] = (AuthTokenWorkflow, JobWorkflow, JobReconcilerWorkflow)
 
 
 def build_worker(
     client: Client, settings: Settings, db: Database, *, mailer: Mailer | None = None, task_queue: str | None = None
 ) -> Worker:
     auth = AuthActivities(db, mailer or mailer_from_settings(settings), settings)
+    jobs = JobActivities(db, client)
+    market = MarketDataActivities(db, provider_from_settings(settings), settings)
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
         workflows=list(WORKFLOWS),
-        activities=[auth.deliver_token, auth.settle_token],
+        activities=[
+            auth.deliver_token,
+            auth.settle_token,
+            jobs.start_job,
+            jobs.finish_job,
+            jobs.reconcile_jobs,
+            market.sync,
+        ],
         max_concurrent_activities=settings.worker_max_concurrent_activities,
         graceful_shutdown_timeout=timedelta(seconds=10),
     )
+
+
+async def ensure_schedules(client: Client, settings: Settings) -> None:
+    """The recurring work of this task queue, as Temporal Schedules (created once, kept by the server)."""
+    schedule_id = f"job-reconciler-{settings.task_queue}"
+    schedule = Schedule(
+        action=ScheduleActionStartWorkflow(
+            JobReconcilerWorkflow.run, id=f"{schedule_id}-run", task_queue=settings.task_queue
+        ),
+        spec=ScheduleSpec(
+            intervals=[ScheduleIntervalSpec(every=timedelta(seconds=settings.job_reconcile_interval_seconds))]
+        ),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    )
+    try:
+        await client.create_schedule(schedule_id, schedule)
+    except ScheduleAlreadyRunningError:
+        pass
 
 
 async def run(settings: Settings) -> None:
     client = await connect_temporal(settings)
     db = Database.from_settings(settings)
     worker = build_worker(client, settings, db)
+    await ensure_schedules(client, settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -11,7 +11,7 @@ from temporalio.client import Client
 
 from api import errors
 from api.middleware import Metrics, RequestContextMiddleware
-from api.routes import admin, auth, users
+from api.routes import admin, auth, jobs, market, users
 from api.routes import platform as platform_routes
 from core.settings import Settings, get_settings
 from core.temporal import connect_temporal
@@ -46,6 +46,6 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
         expose_headers=["X-Request-ID", "Retry-After"],
     )
     app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
-    for router in (platform_routes.router, auth.router, users.router, admin.router):
+    for router in (platform_routes.router, auth.router, users.router, admin.router, jobs.router, market.router):
         app.include_router(router)
     return app

@@ -61,6 +61,14 @@ class Settings(BaseSettings):
     reset_per_client_limit: int = Field(default=20, ge=1)
     reset_per_client_window_seconds: int = Field(default=3600, ge=1)
 
+    # Market data
+    market_data_provider: Literal["synthetic"] = "synthetic"
+    synthetic_seed: int = 7
+    market_sync_parallelism: int = Field(default=4, ge=1, le=32)
+
+    # Jobs
+    job_reconcile_interval_seconds: int = Field(default=30, ge=1)
+
     # Mail: "file" writes .eml files under var/mail, "smtp" delivers.
     mail_backend: Literal["file", "smtp"] = "file"
     mail_from: str = "QuantPoly <no-reply@quantpoly.local>"

@@ -8,6 +8,7 @@ reachable; under CI=true it is mandatory and an unreachable server fails the run
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import re
@@ -263,13 +264,13 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 
 async def open_stack(
-    database_url: str, temporal: Client, smtp_server, tmp_path: Path, **overrides
+    database_url: str, temporal: Client, smtp_server, tmp_path: Path, *, with_worker: bool = True, **overrides
 ) -> AsyncIterator[Stack]:
     controller, collector = smtp_server
     settings = make_settings(database_url, temporal, controller.port, tmp_path, **overrides)
     app = create_app(settings, temporal=temporal)
     db = Database.from_settings(settings)
-    worker = build_worker(temporal, settings, db)
+    worker = build_worker(temporal, settings, db) if with_worker else contextlib.nullcontext()
     transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 5555))
     async with worker, app.router.lifespan_context(app):
         async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as http:

@@ -1,6 +1,18 @@
 """Every model, imported so that ``Base.metadata`` is complete for Alembic and tests."""
 
 from db.models.auth import AuthAuditEvent, AuthSession, AuthToken, RateLimitHit
+from db.models.jobs import Job, JobLogLine
+from db.models.market import MarketBar
 from db.models.users import User, UserPreferences
 
-__all__ = ["AuthAuditEvent", "AuthSession", "AuthToken", "RateLimitHit", "User", "UserPreferences"]
+__all__ = [
+    "AuthAuditEvent",
+    "AuthSession",
+    "AuthToken",
+    "Job",
+    "JobLogLine",
+    "MarketBar",
+    "RateLimitHit",
+    "User",
+    "UserPreferences",
+]

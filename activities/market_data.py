@@ -1,0 +1,152 @@
+"""The market_data_sync task: fetch what the bar store lacks, symbols in parallel, resumable."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pandas as pd
+from pydantic import ValidationError
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from temporalio import activity
+
+from activities.jobs import activity_error, append_log, set_progress
+from core.errors import AppError
+from core.settings import Settings
+from db.engine import Database
+from db.models import Job, MarketBar
+from domain.market import SyncRequest
+from integrations.market_data import MarketDataProvider
+
+INSERT_CHUNK = 1000
+ONE_MICROSECOND = timedelta(microseconds=1)
+
+
+class MarketDataActivities:
+    def __init__(self, db: Database, provider: MarketDataProvider, settings: Settings) -> None:
+        self._db = db
+        self._provider = provider
+        self._parallelism = settings.market_sync_parallelism
+
+    @activity.defn(name="market_data_sync")
+    async def sync(self, job_id: str) -> dict[str, Any]:
+        request = await self._request(job_id)
+        # Symbols finished by an earlier attempt (a killed worker) are not fetched again.
+        done: dict[str, dict[str, Any]] = (
+            dict(activity.info().heartbeat_details[0]) if activity.info().heartbeat_details else {}
+        )
+        if done:
+            await append_log(
+                self._db, job_id, f"resuming: {len(done)} of {len(request.symbols)} symbols already synced"
+            )
+        gate = asyncio.Semaphore(self._parallelism)
+
+        async def one(symbol: str) -> None:
+            async with gate:
+                done[symbol] = await self._sync_symbol(job_id, symbol, request)
+            activity.heartbeat(done)
+            await set_progress(self._db, job_id, len(done) / len(request.symbols))
+
+        await asyncio.gather(*(one(s) for s in request.symbols if s not in done))
+        items = [done[s] for s in request.symbols]
+        failures = [i for i in items if i["status"] != "ok"]
+        if len(failures) == len(items):
+            first = failures[0]
+            raise activity_error(
+                first["errorCode"], f"no symbol could be synced ({first['symbol']})", retryable=first["retryable"]
+            )
+        summary = {
+            "totalSymbols": len(items),
+            "successCount": len(items) - len(failures),
+            "failureCount": len(failures),
+            "rowCount": sum(i.get("rowCount", 0) for i in items),
+            "fetchedCount": sum(i.get("fetchedCount", 0) for i in items),
+            "timeframe": request.timeframe,
+            "source": self._provider.source,
+        }
+        return {"summary": summary, "items": items}
+
+    async def _request(self, job_id: str) -> SyncRequest:
+        async with self._db.session() as session:
+            job = await session.get(Job, job_id)
+        try:
+            return SyncRequest.model_validate(job.payload)
+        except ValidationError as error:
+            raise activity_error("INVALID_ARGUMENT", str(error), retryable=False) from None
+
+    async def _sync_symbol(self, job_id: str, symbol: str, request: SyncRequest) -> dict[str, Any]:
+        started = time.perf_counter()
+        try:
+            before, gaps = await self._missing_ranges(symbol, request)
+            frames = [await asyncio.to_thread(self._provider.bars, symbol, request.timeframe, a, b) for a, b in gaps]
+            fetched = sum(len(f) for f in frames)
+            stored = await self._store(symbol, request.timeframe, frames) if fetched else 0
+        except AppError as error:
+            await append_log(self._db, job_id, f"{symbol}: {error.code} {error.message}", level="error")
+            retryable = bool(getattr(error, "retryable", False))
+            return {"symbol": symbol, "status": "error", "errorCode": error.code, "retryable": retryable}
+        elapsed_ms = round((time.perf_counter() - started) * 1000)
+        ranges = ", ".join(f"{a:%Y-%m-%d}..{b:%Y-%m-%d}" for a, b in gaps) or "nothing missing"
+        await append_log(
+            self._db,
+            job_id,
+            f"{symbol}: fetched {fetched} {request.timeframe} bars from {self._provider.source} ({ranges}) "
+            f"in {elapsed_ms} ms, stored {stored}, {before + stored} in range",
+        )
+        return {
+            "symbol": symbol,
+            "status": "ok",
+            "rowCount": before + stored,
+            "fetchedCount": fetched,
+            "storedCount": stored,
+        }
+
+    async def _missing_ranges(self, symbol: str, request: SyncRequest) -> tuple[int, list[tuple[datetime, datetime]]]:
+        """Rows already stored in the range, and the edges of the range the store does not cover yet."""
+        in_range = (
+            MarketBar.symbol == symbol,
+            MarketBar.timeframe == request.timeframe,
+            MarketBar.source == self._provider.source,
+            MarketBar.timestamp >= request.start,
+            MarketBar.timestamp <= request.end,
+        )
+        async with self._db.session() as session:
+            row = (
+                await session.execute(
+                    select(func.count(), func.min(MarketBar.timestamp), func.max(MarketBar.timestamp)).where(*in_range)
+                )
+            ).one()
+        count, first, last = row
+        if not count:
+            return 0, [(request.start, request.end)]
+        first, last = _aware(first), _aware(last)
+        gaps = []
+        if request.start < first:
+            gaps.append((request.start, first - ONE_MICROSECOND))
+        if last < request.end:
+            gaps.append((last + ONE_MICROSECOND, request.end))
+        return count, gaps
+
+    async def _store(self, symbol: str, timeframe: str, frames: list[pd.DataFrame]) -> int:
+        rows = [
+            {**record, "symbol": symbol, "timeframe": timeframe, "source": self._provider.source}
+            for frame in frames
+            for record in frame.to_dict("records")
+        ]
+        async with self._db.session() as session:
+            insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+            stored = 0
+            for offset in range(0, len(rows), INSERT_CHUNK):
+                chunk = rows[offset : offset + INSERT_CHUNK]
+                # The key (symbol, timeframe, timestamp, source) makes a repeated or resumed sync harmless.
+                result = await session.execute(insert(MarketBar).values(chunk).on_conflict_do_nothing())
+                stored += max(result.rowcount or 0, 0)
+        return stored
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -1,0 +1,190 @@
+"""Jobs (reference §2.5): submit with idempotency, read with logs, cancel and retry through Temporal."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+
+from core.errors import AccessDenied, AppError, Conflict, InvalidInput, ServiceUnavailable
+from core.temporal import KIND, USER_ID
+from db.base import utcnow
+from db.models import Job, JobLogLine, User
+from domain import jobs as lifecycle
+from domain.market import SyncRequest
+from services.platform import Platform
+from workflows.job import JobInput, JobWorkflow, workflow_id
+
+log = logging.getLogger(__name__)
+
+# How each task type's payload is checked before a job exists.
+PAYLOAD_MODELS = {"market_data_sync": SyncRequest}
+CANCEL_WAIT_SECONDS = 5.0
+
+
+def invalid_transition(job: Job, target: str) -> Conflict:
+    return Conflict(f"a {job.status} job cannot become {target}", code="INVALID_TRANSITION")
+
+
+def normalize_payload(task_type: str, payload: dict[str, Any]) -> dict[str, Any]:
+    if lifecycle.task_type(task_type) is None:
+        raise InvalidInput(f"unknown task type {task_type!r}", code="INVALID_ARGUMENT")
+    try:
+        return PAYLOAD_MODELS[task_type].model_validate(payload).model_dump(mode="json", by_alias=True)
+    except ValidationError as error:
+        fields = [{"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in error.errors()]
+        raise AppError("invalid payload", code="VALIDATION_ERROR", status=422, details=fields) from None
+
+
+async def submit(
+    platform: Platform, user: User, task_type: str, payload: dict[str, Any], idempotency_key: str
+) -> tuple[Job, bool]:
+    """The job for this key: a new one (True), or the existing one when the payload is the same (False)."""
+    payload = normalize_payload(task_type, payload)
+    async with platform.db.session() as session:
+        existing = await session.scalar(
+            select(Job).where(Job.user_id == user.id, Job.idempotency_key == idempotency_key)
+        )
+        if existing is not None:
+            return _same_request(existing, task_type, payload), False
+    try:
+        async with platform.db.session() as session:
+            job = Job(user_id=user.id, task_type=task_type, payload=payload, idempotency_key=idempotency_key)
+            session.add(job)
+            await session.flush()
+            job.dispatch_id = workflow_id(job.id)
+            session.add(JobLogLine(job_id=job.id, message=f"queued {task_type}"))
+    except IntegrityError:  # a concurrent submit with the same key won the race
+        return await submit(platform, user, task_type, payload, idempotency_key)
+    await _dispatch(platform, job)
+    return job, True
+
+
+def _same_request(job: Job, task_type: str, payload: dict[str, Any]) -> Job:
+    if job.task_type != task_type or _canonical(job.payload) != _canonical(payload):
+        raise Conflict("this idempotency key was used for another request", code="IDEMPOTENCY_CONFLICT")
+    return job
+
+
+def _canonical(payload: dict[str, Any]) -> str:
+    return json.dumps(payload, sort_keys=True)
+
+
+async def _dispatch(platform: Platform, job: Job) -> None:
+    tier = lifecycle.REGISTRY[job.task_type].tier
+    try:
+        await platform.temporal.start_workflow(
+            JobWorkflow.run,
+            JobInput(
+                job_id=job.id,
+                task_type=job.task_type,
+                timeout_seconds=tier.timeout_seconds,
+                max_retries=tier.max_retries,
+            ),
+            id=workflow_id(job.id),
+            task_queue=platform.settings.task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            search_attributes=TypedSearchAttributes(
+                [SearchAttributePair(KIND, job.task_type), SearchAttributePair(USER_ID, job.user_id)]
+            ),
+        )
+    except Exception:
+        log.exception("could not start the workflow of job %s", job.id)
+        async with platform.db.session() as session:
+            row = await session.get(Job, job.id)
+            row.status, row.finished_at = lifecycle.FAILED, utcnow()
+            row.error_code, row.error_message = "EXECUTOR_DISPATCH_FAILED", "the job could not be handed to Temporal"
+        raise ServiceUnavailable("the job executor is unavailable", code="TASK_ORCHESTRATION_UNAVAILABLE") from None
+
+
+async def get(platform: Platform, user: User, job_id: str) -> Job:
+    async with platform.db.session() as session:
+        job = await session.get(Job, job_id)
+    if job is None or job.user_id != user.id:
+        raise AccessDenied("job")
+    return job
+
+
+async def logs(platform: Platform, job_id: str) -> list[JobLogLine]:
+    async with platform.db.session() as session:
+        rows = await session.scalars(
+            select(JobLogLine).where(JobLogLine.job_id == job_id).order_by(JobLogLine.at, JobLogLine.id)
+        )
+        return list(rows)
+
+
+async def list_jobs(
+    platform: Platform, user: User, *, status: str | None, task_type: str | None, page: int, page_size: int
+) -> tuple[list[Job], int]:
+    conditions = [Job.user_id == user.id]
+    if status:
+        conditions.append(Job.status == status)
+    if task_type:
+        conditions.append(Job.task_type == task_type)
+    async with platform.db.session() as session:
+        total = await session.scalar(select(func.count()).select_from(Job).where(*conditions))
+        rows = await session.scalars(
+            select(Job)
+            .where(*conditions)
+            .order_by(Job.created_at.desc(), Job.id)
+            .offset((page - 1) * page_size)
+            .limit(page_size)
+        )
+        return list(rows), int(total or 0)
+
+
+async def cancel(platform: Platform, user: User, job_id: str) -> Job:
+    """Cancel through Temporal; the workflow records ``cancelled``. Waits briefly so the answer is current."""
+    job = await get(platform, user, job_id)
+    if not lifecycle.can_transition(job.status, lifecycle.CANCELLED):
+        raise invalid_transition(job, lifecycle.CANCELLED)
+    if job.status == lifecycle.FAILED:  # its workflow has ended: only the read model changes
+        async with platform.db.session() as session:
+            row = await session.get(Job, job_id, with_for_update=True)
+            row.status, row.finished_at = lifecycle.CANCELLED, utcnow()
+            session.add(JobLogLine(job_id=job_id, message="cancelled after failure", level="warning"))
+        return await get(platform, user, job_id)
+    handle = platform.temporal.get_workflow_handle(job.dispatch_id)
+    await handle.cancel()
+    try:
+        await asyncio.wait_for(handle.result(), CANCEL_WAIT_SECONDS)
+    except Exception:  # cancelled (expected), or still winding down: the read model tells
+        pass
+    return await get(platform, user, job_id)
+
+
+async def retry(platform: Platform, user: User, job_id: str) -> Job:
+    """failed → queued, and a new run of the job's workflow."""
+    job = await get(platform, user, job_id)
+    if not lifecycle.can_transition(job.status, lifecycle.QUEUED):
+        raise invalid_transition(job, lifecycle.QUEUED)
+    async with platform.db.session() as session:
+        row = await session.get(Job, job_id, with_for_update=True)
+        if row.status != lifecycle.FAILED:
+            raise invalid_transition(row, lifecycle.QUEUED)
+        row.status, row.attempt, row.progress = lifecycle.QUEUED, row.attempt + 1, 0.0
+        row.result = row.error_code = row.error_message = row.finished_at = row.started_at = None
+        session.add(JobLogLine(job_id=job_id, message=f"retry requested (attempt {row.attempt})"))
+    await _dispatch(platform, row)
+    return await get(platform, user, job_id)
+
+
+def task_types() -> list[dict[str, Any]]:
+    return [
+        {
+            "taskType": t.name,
+            "description": t.description,
+            "slaTier": t.tier.name,
+            "priority": t.tier.priority,
+            "timeoutSeconds": t.tier.timeout_seconds,
+            "maxRetries": t.tier.max_retries,
+            "concurrencyLimit": t.tier.concurrency_limit,
+        }
+        for t in lifecycle.REGISTRY.values()
+    ]
