@@ -10,7 +10,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.envelope import error
 from core.errors import AppError
-from core.logging import request_id_var
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +53,6 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(_request: Request, exc: Exception):
+        # Normally RequestContextMiddleware answers first; this is the last line of defence.
         log.error("unhandled error", exc_info=exc)
-        # This handler runs outside the request-id middleware, so it sets the header itself.
-        return error(500, "INTERNAL_ERROR", "internal server error", headers={"X-Request-ID": request_id_var.get()})
+        return error(500, "INTERNAL_ERROR", "internal server error")

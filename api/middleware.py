@@ -10,9 +10,11 @@ import uuid
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.envelope import error
 from core.logging import request_id_var
 
 access_log = logging.getLogger("quantpoly.access")
+log = logging.getLogger(__name__)
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
@@ -43,12 +45,12 @@ class RequestContextMiddleware:
         request_id = incoming if _SAFE_ID.match(incoming) else uuid.uuid4().hex
         token = request_id_var.set(request_id)
         started = time.perf_counter()
-        status = 500
+        status, status_sent = 500, False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, status_sent
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, status_sent = message["status"], True
                 headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"]
                 headers.append((b"x-request-id", request_id.encode()))
                 message["headers"] = headers
@@ -56,6 +58,13 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception:
+            # Answered here, while the request id is still known, rather than by Starlette's outer handler.
+            log.error("unhandled error", exc_info=True)
+            if scope["type"] != "http" or status_sent:
+                raise
+            status = 500
+            await internal_error(request_id)(scope, receive, send)
         finally:
             elapsed = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", None) or "unmatched"
@@ -64,3 +73,7 @@ class RequestContextMiddleware:
             self.metrics.latency.labels(method, route).observe(elapsed)
             access_log.info("%s %s %s %.1fms", method, scope.get("path"), status, elapsed * 1000)
             request_id_var.reset(token)
+
+
+def internal_error(request_id: str):
+    return error(500, "INTERNAL_ERROR", "internal server error", headers={"X-Request-ID": request_id})

@@ -28,10 +28,13 @@ def users_group() -> None:
 @click.option("--email", required=True, help="Email address of the new account.")
 @click.option("--admin", "is_admin", is_flag=True, help="Give the account the admin role.")
 @click.option("--display-name", default=None, help="Name shown in the front end.")
-@click.password_option("--password", prompt="Password", help="Prompted for when not given (never echoed).")
 @command_runner
-async def users_create(email: str, is_admin: bool, display_name: str | None, password: str) -> None:
-    """Create a ready, verified account (use --admin for the first administrator)."""
+async def users_create(email: str, is_admin: bool, display_name: str | None) -> None:
+    """Create a ready, verified account (use --admin for the first administrator).
+
+    The password is read from a prompt (or stdin), never from the command line.
+    """
+    password = click.prompt("Password", hide_input=True, confirmation_prompt=True, err=True)
     changes = users.UserChanges(email=email, display_name=display_name, role="admin" if is_admin else "user")
     async with context.platform(need_temporal=False) as platform:
         emit(_user(await users.create_user(platform, password, changes, CLI_CLIENT)))

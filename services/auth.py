@@ -16,7 +16,7 @@ from services.sessions import IssuedSession
 from services.token_mail import request_token_mail
 from workflows.auth_token import EMAIL_VERIFICATION
 
-LOGIN_FAILURES = "login_failures"
+LOGIN_ATTEMPTS = "login_attempts"
 
 
 async def register(platform: Platform, email: str, password: str, client: ClientInfo) -> User:
@@ -57,28 +57,30 @@ async def verify_email(platform: Platform, secret: str, client: ClientInfo) -> U
 
 
 async def login(platform: Platform, email: str, password: str, client: ClientInfo) -> IssuedSession:
-    """Throttled per account (keyed by the email's digest, so unknown emails are throttled alike)."""
+    """Throttled per account (keyed by the email's digest, so unknown emails are throttled alike).
+
+    Every attempt counts until one succeeds; the password is checked outside any transaction so a
+    flood of sign-ins cannot hold the connection pool while argon2 runs.
+    """
     email = normalize_email(email)
     s = platform.settings
     key = email_digest(email)
-    error: AppError | None = None
     async with platform.db.session() as session:
-        wait = await rate_limits.retry_after(
-            session, LOGIN_FAILURES, key, s.login_max_failures, s.login_failure_window_seconds
+        wait = await rate_limits.consume(
+            session, LOGIN_ATTEMPTS, key, s.login_max_failures, s.login_failure_window_seconds
         )
+        user = await find_by_email(session, email) if wait is None else None
         if wait is not None:
             await audit.record(session, "login", "throttled", client, email=email)
-            error = RateLimited(
-                "too many failed sign-in attempts; try again later", retry_after=wait, code="LOGIN_THROTTLED"
-            )
-        else:
-            user = await find_by_email(session, email)
-            ok = await verify_password(platform, password, user.password_hash if user else None)
-            error = await _login_refusal(session, platform, user if ok else None, email, client)
-            if error is None:
-                await rate_limits.clear(session, LOGIN_FAILURES, key)
-                issued = await sessions.open_session(session, platform, user, client)
-                await audit.record(session, "login", "success", client, user_id=user.id, email=email)
+    if wait is not None:
+        raise RateLimited("too many failed sign-in attempts; try again later", retry_after=wait, code="LOGIN_THROTTLED")
+    ok = await verify_password(platform, password, user.password_hash if user else None)
+    async with platform.db.session() as session:
+        error = await _login_refusal(session, platform, user if ok else None, email, client)
+        if error is None:
+            await rate_limits.clear(session, LOGIN_ATTEMPTS, key)
+            issued = await sessions.open_session(session, platform, user, client)
+            await audit.record(session, "login", "success", client, user_id=user.id, email=email)
     if error is not None:
         raise error
     return issued
@@ -88,8 +90,6 @@ async def _login_refusal(
     session: AsyncSession, platform: Platform, user: User | None, email: str, client: ClientInfo
 ) -> AppError | None:
     if user is None:
-        s = platform.settings
-        await rate_limits.hit(session, LOGIN_FAILURES, email_digest(email), s.login_failure_window_seconds)
         await audit.record(session, "login", "failure", client, email=email)
         return Unauthorized("invalid email or password", code="INVALID_CREDENTIALS")
     if not user.is_active:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from datetime import timedelta
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.base import utcnow
@@ -36,3 +36,25 @@ async def hit(session: AsyncSession, scope: str, key: str, window_seconds: int) 
 
 async def clear(session: AsyncSession, scope: str, key: str) -> None:
     await session.execute(delete(RateLimitHit).where(RateLimitHit.scope == scope, RateLimitHit.key == key))
+
+
+async def consume(session: AsyncSession, scope: str, key: str, limit: int, window_seconds: int) -> int | None:
+    """Count one event against the limit, serialized per key so parallel requests cannot slip past it.
+
+    Returns None when the event is allowed (and counted), else the seconds until it would be.
+    """
+    await _lock(session, scope, key)
+    wait = await retry_after(session, scope, key, limit, window_seconds)
+    if wait is None:
+        await hit(session, scope, key, window_seconds)
+    return wait
+
+
+async def _lock(session: AsyncSession, scope: str, key: str) -> None:
+    if session.bind.dialect.name == "postgresql":
+        await session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": f"{scope}:{key}"}
+        )
+    else:
+        # SQLite: a write statement (matching nothing) takes the database write lock until commit.
+        await session.execute(delete(RateLimitHit).where(RateLimitHit.id == ""))

@@ -37,20 +37,17 @@ async def request_token_mail(
     client_key = digest(client.address or "unknown")
     async with platform.db.session() as session:
         client_scope, email_scope = f"{event}:client", f"{event}:email"
-        wait = await rate_limits.retry_after(
+        wait = await rate_limits.consume(
             session, client_scope, client_key, s.reset_per_client_limit, s.reset_per_client_window_seconds
         )
         if wait is not None:
             await audit.record(session, event, "rate_limited_client", client, email=email)
             error = RateLimited("too many requests from this address; try again later", retry_after=wait)
-        elif await rate_limits.retry_after(
+        elif await rate_limits.consume(
             session, email_scope, email_digest(email), s.reset_per_email_limit, s.reset_per_email_window_seconds
         ):
-            await rate_limits.hit(session, client_scope, client_key, s.reset_per_client_window_seconds)
             await audit.record(session, event, "rate_limited", client, email=email)
         else:
-            await rate_limits.hit(session, client_scope, client_key, s.reset_per_client_window_seconds)
-            await rate_limits.hit(session, email_scope, email_digest(email), s.reset_per_email_window_seconds)
             user = await find_by_email(session, email)
             outcome = "user_not_found" if user is None else refusal(user)
             if outcome is None:

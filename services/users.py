@@ -8,15 +8,16 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.errors import AppError, Conflict, Forbidden, InvalidInput, NotFound
+from core.errors import AppError, Conflict, Forbidden, InvalidInput, NotFound, RateLimited
 from core.security import normalize_email
 from db.models import User
 from domain.passwords import is_strong_password
-from services import audit, auth_tokens, sessions
+from services import audit, auth_tokens, rate_limits, sessions
 from services.accounts import find_by_email, hash_password, verify_password, weak_password
 from services.platform import ClientInfo, Platform
 from workflows.auth_token import EMAIL_VERIFICATION, PASSWORD_RESET
 
+PASSWORD_CHANGE_ATTEMPTS = "password_change_attempts"
 ROLES = ("user", "admin")
 LEVELS = range(1, 3)
 
@@ -60,7 +61,17 @@ async def update_me(
 async def change_password(
     platform: Platform, user: User, client: ClientInfo, *, current: str, new: str, revoke_all: bool, session_id: str
 ) -> int:
-    """Returns how many sessions were revoked: every other one, or with ``revoke_all`` the current one too."""
+    """Returns how many sessions were revoked: every other one, or with ``revoke_all`` the current one too.
+
+    Guesses of the current password are throttled like sign-ins, so a stolen session cannot try many.
+    """
+    s = platform.settings
+    async with platform.db.session() as session:
+        wait = await rate_limits.consume(
+            session, PASSWORD_CHANGE_ATTEMPTS, user.id, s.login_max_failures, s.login_failure_window_seconds
+        )
+    if wait is not None:
+        raise RateLimited("too many attempts; try again later", retry_after=wait, code="PASSWORD_CHANGE_THROTTLED")
     if not await verify_password(platform, current, user.password_hash):
         async with platform.db.session() as session:
             await audit.record(session, "password_change", "invalid_current_password", client, user_id=user.id)
@@ -74,6 +85,7 @@ async def change_password(
         # A reset link mailed earlier must not undo the change the user just made.
         await auth_tokens.withdraw_live(session, me.id, PASSWORD_RESET)
         revoked = await sessions.revoke(session, user.id, keep=None if revoke_all else session_id)
+        await rate_limits.clear(session, PASSWORD_CHANGE_ATTEMPTS, user.id)
         await audit.record(session, "password_change", "password_updated", client, user_id=user.id)
     return revoked
 
@@ -203,16 +215,22 @@ async def admin_update(platform: Platform, admin: User, client: ClientInfo, user
         async with platform.db.session() as session:
             user = await _get_or_404(session, user_id)
             _refuse_self_lockout(admin, user, changes)
-            if changes.email is not None:
+            if changes.email is not None and normalize_email(changes.email) != user.email:
                 await _ensure_email_free(session, changes.email, user.id)
                 user.email = normalize_email(changes.email)
+                # Links mailed to the old address must stop working.
+                for purpose in (PASSWORD_RESET, EMAIL_VERIFICATION):
+                    await auth_tokens.withdraw_live(session, user.id, purpose)
             for name in ("display_name", "role", "level", "is_active", "email_verified"):
                 value = getattr(changes, name)
                 if value is not None:
                     setattr(user, name, value)
             if changes.is_active is False:
                 await sessions.revoke(session, user.id)
-            await audit.record(session, "admin_user_update", "updated", client, user_id=user.id, actor_id=admin.id)
+            changed = sorted(name for name, value in vars(changes).items() if value is not None)
+            # The outcome names what changed (never the values), so an escalation stands out.
+            outcome = "updated:" + ",".join(changed) if changed else "unchanged"
+            await audit.record(session, "admin_user_update", outcome, client, user_id=user.id, actor_id=admin.id)
     except IntegrityError:
         raise Conflict("email already registered", code="DUPLICATE_EMAIL") from None
     return user

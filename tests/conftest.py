@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import re
@@ -53,6 +54,28 @@ SECRETS: set[str] = set()
 def secret(value: str) -> str:
     SECRETS.add(value)
     return value
+
+
+_SECRET_FIELDS = ("password", "newPassword", "currentPassword", "token")
+
+
+async def _note_request_secrets(request: httpx.Request) -> None:
+    """Every password and token a test sends is looked for in the logs, wrapped in secret() or not."""
+    if request.headers.get("content-type", "").startswith("application/json") and request.content:
+        body = json.loads(request.content)
+        if isinstance(body, dict):
+            SECRETS.update(str(body[f]) for f in _SECRET_FIELDS if body.get(f))
+    scheme, _, credential = request.headers.get("authorization", "").partition(" ")
+    if credential:
+        SECRETS.add(credential)
+
+
+async def _note_response_secrets(response: httpx.Response) -> None:
+    await response.aread()
+    if response.headers.get("content-type", "").startswith("application/json"):
+        data = response.json().get("data")
+        if isinstance(data, dict) and isinstance(data.get("token"), str):
+            SECRETS.add(data["token"])
 
 
 def _postgres_reachable() -> bool:
@@ -273,7 +296,8 @@ async def open_stack(
     worker = build_worker(temporal, settings, db) if with_worker else contextlib.nullcontext()
     transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 5555))
     async with worker, app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as http:
+        hooks = {"request": [_note_request_secrets], "response": [_note_response_secrets]}
+        async with httpx.AsyncClient(transport=transport, base_url="http://api.test", event_hooks=hooks) as http:
             yield Stack(
                 http=http,
                 settings=settings,

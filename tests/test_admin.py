@@ -295,7 +295,7 @@ async def test_audit_events_record_auth_and_admin_actions_without_plaintext(stac
         ("register", "created"),
         ("verify_email", "verified"),
         ("login", "success"),
-        ("admin_user_update", "updated"),
+        ("admin_user_update", "updated:level"),
     }
     for plaintext in (email, admin["email"], PASSWORD, ADMIN_PASSWORD):
         assert plaintext not in everything.text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
@@ -117,3 +118,28 @@ async def test_login_throttled_after_repeated_failures(stack, known):
         assert (
             await stack.http.post("/auth/login", json={"email": address, "password": new_password})
         ).status_code == 200
+
+
+async def test_parallel_guesses_cannot_slip_past_the_throttle(stack):
+    address = email()
+    await stack.register_verified(address, PASSWORD)
+    limit = stack.settings.login_max_failures
+    answers = await asyncio.gather(
+        *(stack.http.post("/auth/login", json={"email": address, "password": f"Guess{i}Password"}) for i in range(20))
+    )
+    codes = sorted(a.status_code for a in answers)
+    assert codes == [401] * limit + [429] * (20 - limit)
+
+
+async def test_password_change_guesses_are_throttled(stack):
+    address = email()
+    await stack.register_verified(address, PASSWORD)
+    headers = await stack.login(address, PASSWORD)
+    body = {"currentPassword": "Wrong1Guess", "newPassword": "Another7Password"}
+    for _ in range(stack.settings.login_max_failures):
+        wrong = await stack.http.patch("/users/me/password", json=body, headers=headers)
+        assert wrong.json()["error"]["code"] == "PASSWORD_CHANGE_INVALID"
+    throttled = await stack.http.patch(
+        "/users/me/password", json={**body, "currentPassword": PASSWORD}, headers=headers
+    )
+    assert throttled.status_code == 429 and throttled.json()["error"]["code"] == "PASSWORD_CHANGE_THROTTLED"

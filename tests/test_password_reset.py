@@ -190,3 +190,29 @@ async def test_a_password_change_withdraws_mailed_reset_links(stack):
     )
     assert changed.status_code == 200
     assert (await confirm(stack, token)).status_code == 400
+
+
+async def test_a_refused_confirmation_changes_nothing(stack):
+    address = email()
+    user = await stack.register_verified(address, PASSWORD)
+    admin = await make_admin(stack)
+    await request_reset(stack, address)
+    token = await stack.token_from_mail(address, index=1)
+    await stack.http.patch(f"/admin/users/{user['id']}", json={"isActive": False}, headers=admin)
+    refused = await confirm(stack, token)
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "INVALID_RESET_TOKEN"
+    await stack.http.patch(f"/admin/users/{user['id']}", json={"isActive": True}, headers=admin)
+    # The refusal rolled back: the token is still good, and the old password still works until it is used.
+    await stack.login(address, PASSWORD)
+    assert (await confirm(stack, token)).status_code == 200
+
+
+async def test_an_admin_email_change_withdraws_links_sent_to_the_old_address(stack):
+    address = email()
+    user = await stack.register_verified(address, PASSWORD)
+    admin = await make_admin(stack)
+    await request_reset(stack, address)
+    token = await stack.token_from_mail(address, index=1)
+    changed = await stack.http.patch(f"/admin/users/{user['id']}", json={"email": email()}, headers=admin)
+    assert changed.status_code == 200
+    assert (await confirm(stack, token)).status_code == 400

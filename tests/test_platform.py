@@ -6,6 +6,7 @@ import httpx
 
 from api.app import create_app
 from core.settings import Settings
+from tests.conftest import LOG_FILE
 
 
 async def test_health_reports_database_and_temporal(stack):
@@ -58,13 +59,14 @@ async def test_unexpected_errors_hide_internals(database_url, dev_server, smtp_s
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with app.router.lifespan_context(app):
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
-            response = await http.get("/explode")
+            response = await http.get("/explode", headers={"X-Request-ID": "boom-42"})
     assert response.status_code == 500
     assert response.json() == {
         "success": False,
         "error": {"code": "INTERNAL_ERROR", "message": "internal server error"},
     }
-    assert response.headers["x-request-id"]
+    assert response.headers["x-request-id"] == "boom-42"
+    assert "[boom-42] unhandled error" in LOG_FILE.read_text()
 
 
 async def test_request_id_is_generated_or_echoed(stack):
