@@ -5,23 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
-from pydantic.alias_generators import to_camel
+from pydantic import EmailStr, Field
 
-
-class Schema(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, from_attributes=True)
-
-
-class UserOut(Schema):
-    id: str
-    email: str
-    display_name: str | None
-    is_active: bool
-    email_verified: bool
-    role: str
-    level: int
-    created_at: datetime | None = None
+from services.views import Schema, UserOut
 
 
 class Credentials(Schema):
@@ -87,80 +73,12 @@ class AdminDeletedOut(Schema):
     revoked_sessions: int
 
 
-class AuditEventOut(Schema):
-    id: str
-    event: str
-    outcome: str
-    user_id: str | None
-    email_digest: str | None
-    actor_id: str | None
-    client_address: str | None
-    user_agent: str | None
-    request_id: str | None
-    created_at: datetime
-
-
 class HealthOut(Schema):
     status: str
     checks: dict[str, str]
 
 
 PreferencesDocument = dict[str, Any]
-
-
-class JobError(Schema):
-    code: str
-    message: str | None
-
-
-class JobExecutor(Schema):
-    name: str | None
-    dispatch_id: str | None
-    run_id: str | None
-
-
-class JobLogOut(Schema):
-    at: datetime
-    level: str
-    message: str
-
-
-class JobOut(Schema):
-    task_id: str
-    task_type: str
-    status: str
-    payload: dict[str, Any]
-    idempotency_key: str
-    progress: float
-    attempt: int
-    result: dict[str, Any] | None
-    error: JobError | None
-    executor: JobExecutor
-    started_at: datetime | None
-    finished_at: datetime | None
-    created_at: datetime
-    updated_at: datetime
-    logs: list[JobLogOut] | None = None
-
-    @classmethod
-    def of(cls, job: Any, logs: list[Any] | None = None) -> JobOut:
-        return cls(
-            task_id=job.id,
-            task_type=job.task_type,
-            status=job.status,
-            payload=job.payload,
-            idempotency_key=job.idempotency_key,
-            progress=job.progress,
-            attempt=job.attempt,
-            result=job.result,
-            error=JobError(code=job.error_code, message=job.error_message) if job.error_code else None,
-            executor=JobExecutor(name=job.executor_name, dispatch_id=job.dispatch_id, run_id=job.run_id),
-            started_at=job.started_at,
-            finished_at=job.finished_at,
-            created_at=job.created_at,
-            updated_at=job.updated_at,
-            logs=[JobLogOut.model_validate(line) for line in logs] if logs is not None else None,
-        )
 
 
 class JobSubmitIn(Schema):

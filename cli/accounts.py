@@ -6,13 +6,13 @@ from datetime import UTC, datetime
 
 import click
 
-from api.schemas import AuditEventOut, UserOut
 from cli import context
 from cli.output import command_runner, emit, fail
 from core.settings import get_settings
 from integrations.mail import FileOutbox
 from services import audit, password_reset, users
 from services.platform import CLI_CLIENT
+from services.views import AuditEventOut, UserOut
 
 
 def _user(user) -> dict:

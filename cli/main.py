@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from cli import accounts, stack
+from cli import accounts, jobs, stack
 from core.logging import configure_logging
 from core.settings import get_settings
 
@@ -76,6 +76,7 @@ def temporal_dev() -> None:
 
 
 accounts.register(cli)
+jobs.register(cli)
 
 
 def main() -> None:

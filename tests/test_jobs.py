@@ -4,6 +4,7 @@ read model that is repaired when a workflow is ended from outside (as from the W
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 
 import pytest
@@ -171,3 +172,27 @@ async def test_a_workflow_terminated_outside_is_repaired_then_retried(idle_stack
             assert again.status_code == 409 and again.json()["error"]["code"] == "INVALID_TRANSITION"
         finally:
             await stack.temporal.get_schedule_handle(f"job-reconciler-{stack.settings.task_queue}").delete()
+
+
+async def test_cli_sync_waits_for_the_job_and_reads_it_back(stack):
+    address = f"cli-{uuid.uuid4().hex[:8]}@example.com"
+    await stack.register_verified(address, PASSWORD)
+    synced = await stack.cli(
+        "market", "sync", "AAPL", "IBM", "--start", "2024-01-01", "--end", "2024-03-31", "--wait", "--user", address
+    )
+    assert synced.exit_code == 0, synced.output
+    job = json.loads(synced.stdout)
+    assert job["status"] == "succeeded" and job["result"]["summary"]["successCount"] == 2
+    assert job["task_type"] == "market_data_sync" and job["logs"][-1]["message"] == "succeeded"
+    listed = json.loads((await stack.cli("jobs", "list", "--user", address)).stdout)
+    assert listed["total"] == 1 and listed["items"][0]["task_id"] == job["task_id"]
+    logs = json.loads((await stack.cli("jobs", "logs", job["task_id"], "--user", address)).stdout)
+    assert any("IBM: fetched 65" in line["message"] for line in logs)
+    types = json.loads((await stack.cli("jobs", "types")).stdout)
+    assert [t["taskType"] for t in types] == ["market_data_sync"]
+    again = await stack.cli("jobs", "retry", job["task_id"], "--user", address)
+    assert again.exit_code == 1 and "INVALID_TRANSITION" in again.stderr
+    stranger = f"cli-{uuid.uuid4().hex[:8]}@example.com"
+    await stack.register_verified(stranger, PASSWORD)
+    denied = await stack.cli("jobs", "show", job["task_id"], "--user", stranger)
+    assert denied.exit_code == 1 and "JOB_ACCESS_DENIED" in denied.stderr

@@ -9,8 +9,9 @@ from fastapi import APIRouter, Query
 
 from api.deps import AdminUser, ClientDep, PlatformDep
 from api.envelope import ok, page
-from api.schemas import AdminCreateUserIn, AdminDeletedOut, AdminUpdateUserIn, AuditEventOut, UserOut
+from api.schemas import AdminCreateUserIn, AdminDeletedOut, AdminUpdateUserIn
 from services import audit, users
+from services.views import AuditEventOut, UserOut
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 

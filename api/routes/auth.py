@@ -7,10 +7,11 @@ from fastapi.responses import JSONResponse
 
 from api.deps import SESSION_COOKIE, CallerDep, ClientDep, PlatformDep
 from api.envelope import ok
-from api.schemas import Credentials, EmailIn, LoginOut, ResetConfirmIn, TokenIn, UserOut
+from api.schemas import Credentials, EmailIn, LoginOut, ResetConfirmIn, TokenIn
 from core.errors import Gone
 from services import auth, password_reset
 from services.platform import Platform
+from services.views import UserOut
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 

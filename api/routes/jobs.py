@@ -8,8 +8,9 @@ from fastapi import APIRouter, Query
 
 from api.deps import CurrentUser, PlatformDep
 from api.envelope import ok, page
-from api.schemas import JobOut, JobSubmitIn
+from api.schemas import JobSubmitIn
 from services import jobs
+from services.views import JobOut
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 

@@ -10,9 +10,9 @@ from pydantic import Field
 
 from api.deps import CurrentUser, PlatformDep
 from api.envelope import ok
-from api.schemas import JobOut, Schema
 from core.errors import AccessDenied
 from services import jobs
+from services.views import JobOut, Schema
 
 router = APIRouter(prefix="/market", tags=["market"])
 SYNC = "market_data_sync"

@@ -8,8 +8,9 @@ from fastapi import APIRouter, Body
 
 from api.deps import CallerDep, ClientDep, CurrentUser, PlatformDep
 from api.envelope import ok
-from api.schemas import ChangePasswordIn, RevokedOut, UpdateMeIn, UserOut
+from api.schemas import ChangePasswordIn, RevokedOut, UpdateMeIn
 from services import preferences, users
+from services.views import UserOut
 
 router = APIRouter(prefix="/users/me", tags=["users"])
 

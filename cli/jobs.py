@@ -1,0 +1,172 @@
+"""Job commands (`quantpoly jobs ...`) and the market-data commands that start jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import click
+
+from cli import context
+from cli.output import command_runner, emit, fail
+from core.errors import NotFound
+from domain import jobs as lifecycle
+from services import accounts, jobs
+from services.platform import Platform
+from services.views import JobOut
+
+POLL_SECONDS = 0.5
+
+user_option = click.option(
+    "--user",
+    "user_email",
+    envvar="QUANTPOLY_USER",
+    required=True,
+    help="Email of the account to act for [env QUANTPOLY_USER].",
+)
+wait_option = click.option("--wait", is_flag=True, help="Follow the job with a progress bar until it ends.")
+
+
+async def _user(platform: Platform, email: str):
+    async with platform.db.session() as session:
+        user = await accounts.find_by_email(session, email)
+    if user is None:
+        raise NotFound(f"no account {email}", code="USER_NOT_FOUND")
+    return user
+
+
+def _view(job, logs=None) -> dict:
+    return JobOut.of(job, logs).model_dump(mode="json", exclude_none=logs is None)
+
+
+async def follow(platform: Platform, user, job_id: str) -> dict:
+    """Show a progress bar until the job ends; a failed or cancelled job exits with status 1."""
+    with click.progressbar(length=100, label="job", file=sys.stderr) as bar:
+        shown = 0
+        while True:
+            job = await jobs.get(platform, user, job_id)
+            done = round(job.progress * 100)
+            bar.label = f"{job.task_type} {job.status}"
+            bar.update(done - shown)
+            shown = done
+            if job.status in (lifecycle.SUCCEEDED, lifecycle.FAILED, lifecycle.CANCELLED):
+                break
+            await asyncio.sleep(POLL_SECONDS)
+    view = _view(job, await jobs.logs(platform, job.id))
+    if job.status != lifecycle.SUCCEEDED:
+        emit(view)
+        fail(job.error_code or "JOB_" + job.status.upper(), job.error_message or f"job {job.status}")
+    return view
+
+
+@click.group("jobs")
+def jobs_group() -> None:
+    """Long operations run by Temporal workflows."""
+
+
+@jobs_group.command("list")
+@user_option
+@click.option("--status", type=click.Choice(lifecycle.STATUSES), default=None)
+@click.option("--task-type", default=None)
+@click.option("--page", default=1, show_default=True, type=click.IntRange(min=1))
+@click.option("--page-size", default=20, show_default=True, type=click.IntRange(1, 200))
+@command_runner
+async def jobs_list(user_email, status, task_type, page, page_size) -> None:
+    """List the account's jobs, newest first."""
+    async with context.platform(need_temporal=False) as platform:
+        user = await _user(platform, user_email)
+        rows, total = await jobs.list_jobs(
+            platform, user, status=status, task_type=task_type, page=page, page_size=page_size
+        )
+    emit({"items": [_view(j) for j in rows], "total": total, "page": page, "page_size": page_size})
+
+
+@jobs_group.command("show")
+@user_option
+@click.argument("job_id")
+@command_runner
+async def jobs_show(user_email, job_id) -> None:
+    """One job with its execution log."""
+    async with context.platform(need_temporal=False) as platform:
+        user = await _user(platform, user_email)
+        job = await jobs.get(platform, user, job_id)
+        emit(_view(job, await jobs.logs(platform, job.id)))
+
+
+@jobs_group.command("logs")
+@user_option
+@click.argument("job_id")
+@command_runner
+async def jobs_logs(user_email, job_id) -> None:
+    """The job's execution log lines."""
+    async with context.platform(need_temporal=False) as platform:
+        user = await _user(platform, user_email)
+        job = await jobs.get(platform, user, job_id)
+        lines = await jobs.logs(platform, job.id)
+    emit([{"at": line.at, "level": line.level, "message": line.message} for line in lines])
+
+
+@jobs_group.command("cancel")
+@user_option
+@click.argument("job_id")
+@command_runner
+async def jobs_cancel(user_email, job_id) -> None:
+    """Cancel a queued or running job through Temporal."""
+    async with context.platform() as platform:
+        user = await _user(platform, user_email)
+        emit(_view(await jobs.cancel(platform, user, job_id)))
+
+
+@jobs_group.command("retry")
+@user_option
+@wait_option
+@click.argument("job_id")
+@command_runner
+async def jobs_retry(user_email, wait, job_id) -> None:
+    """Run a failed job again."""
+    async with context.platform() as platform:
+        user = await _user(platform, user_email)
+        job = await jobs.retry(platform, user, job_id)
+        emit(await follow(platform, user, job.id) if wait else _view(job))
+
+
+@jobs_group.command("types")
+def jobs_types() -> None:
+    """The registered task types and their SLA tiers."""
+    emit(jobs.task_types())
+
+
+@click.group("market")
+def market_group() -> None:
+    """Market data."""
+
+
+@market_group.command("sync")
+@user_option
+@wait_option
+@click.argument("symbols", nargs=-1, required=True)
+@click.option("--start", "start_date", required=True, type=click.DateTime(["%Y-%m-%d"]), help="First day, YYYY-MM-DD.")
+@click.option("--end", "end_date", required=True, type=click.DateTime(["%Y-%m-%d"]), help="Last day, YYYY-MM-DD.")
+@click.option("--timeframe", default="1Day", show_default=True)
+@click.option("--idempotency-key", default=None, help="Repeat-safe key; the same key and request give the same job.")
+@command_runner
+async def market_sync(user_email, wait, symbols, start_date, end_date, timeframe, idempotency_key) -> None:
+    """Fetch the missing bars of SYMBOLS into the bar store, as a market_data_sync job."""
+    import uuid
+
+    payload = {
+        "symbols": list(symbols),
+        "startDate": start_date.date().isoformat(),
+        "endDate": end_date.date().isoformat(),
+        "timeframe": timeframe,
+    }
+    async with context.platform() as platform:
+        user = await _user(platform, user_email)
+        key = idempotency_key or f"market-sync-{uuid.uuid4()}"
+        job, _ = await jobs.submit(platform, user, "market_data_sync", payload, key)
+        emit(await follow(platform, user, job.id) if wait else _view(job))
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(jobs_group)
+    cli.add_command(market_group)
