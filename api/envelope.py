@@ -32,9 +32,15 @@ def page(items: list[Any], total: int, page_number: int, page_size: int) -> JSON
 
 
 def error(
-    status: int, code: str, message: str, *, details: Any = None, headers: dict[str, str] | None = None
+    status: int,
+    code: str,
+    message: str,
+    *,
+    details: Any = None,
+    headers: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> JSONResponse:
-    payload: dict[str, Any] = {"code": code, "message": message}
+    payload: dict[str, Any] = {"code": code, "message": message, **(extra or {})}
     if details is not None:
         payload["details"] = details
     return JSONResponse({"success": False, "error": payload}, status_code=status, headers=headers)

@@ -35,7 +35,8 @@ def _field(location: tuple) -> str:
 def install(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def app_error(_request: Request, exc: AppError):
-        return error(exc.status, exc.code, exc.message, details=exc.details, headers=exc.headers)
+        extra = {"retryable": exc.retryable} if hasattr(exc, "retryable") else None
+        return error(exc.status, exc.code, exc.message, details=exc.details, headers=exc.headers, extra=extra)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, exc: StarletteHTTPException):

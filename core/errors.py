@@ -69,3 +69,19 @@ class RateLimited(AppError):
 
 class ServiceUnavailable(AppError):
     status, code = 503, "SERVICE_UNAVAILABLE"
+
+
+class UpstreamError(AppError):
+    """A market-data provider failed; ``retryable`` tells the caller whether trying again can help."""
+
+    KINDS = {
+        "UPSTREAM_TIMEOUT": (504, True),
+        "UPSTREAM_RATE_LIMITED": (429, True),
+        "UPSTREAM_AUTH_FAILED": (502, False),
+        "UPSTREAM_UNAVAILABLE": (502, True),
+        "ASSET_NOT_FOUND": (404, False),
+    }
+
+    def __init__(self, code: str, message: str) -> None:
+        status, self.retryable = self.KINDS[code]
+        super().__init__(message, code=code, status=status)

@@ -62,7 +62,15 @@ class Settings(BaseSettings):
     reset_per_client_window_seconds: int = Field(default=3600, ge=1)
 
     # Market data
-    market_data_provider: Literal["synthetic"] = "synthetic"
+    market_data_provider: Literal["synthetic", "csv", "alpaca"] = "synthetic"
+    market_data_dir: Path | None = None  # the csv provider's directory (default var/market-data)
+    alpaca_api_key: SecretStr | None = None
+    alpaca_secret_key: SecretStr | None = None
+    alpaca_feed: Literal["iex", "sip", "delayed_sip", "otc"] = "iex"
+    alpaca_data_url: str = "https://data.alpaca.markets"
+    alpaca_trading_url: str = "https://paper-api.alpaca.markets"
+    alpaca_timeout_seconds: float = Field(default=10.0, gt=0)
+    alpaca_max_retries: int = Field(default=3, ge=0, le=10)
     synthetic_seed: int = 7
     market_sync_parallelism: int = Field(default=4, ge=1, le=32)
 
@@ -104,6 +112,12 @@ class Settings(BaseSettings):
     def _consistent(self) -> Settings:
         if self.cookie_samesite == "none" and self.cookie_secure is False:
             raise ValueError("QUANTPOLY_COOKIE_SAMESITE=none requires QUANTPOLY_COOKIE_SECURE")
+        if self.market_data_provider == "alpaca" and not (self.alpaca_api_key and self.alpaca_secret_key):
+            # Never a silent fallback to other data: without credentials nothing starts.
+            raise ValueError(
+                "ALPACA_CONFIG_MISSING: QUANTPOLY_ALPACA_API_KEY and QUANTPOLY_ALPACA_SECRET_KEY are required "
+                "when QUANTPOLY_MARKET_DATA_PROVIDER=alpaca"
+            )
         if self.smtp_ssl and self.smtp_starttls:
             raise ValueError("QUANTPOLY_SMTP_SSL and QUANTPOLY_SMTP_STARTTLS exclude each other")
         return self

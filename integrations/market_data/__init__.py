@@ -1,7 +1,13 @@
-"""Market-data providers behind one interface, chosen by QUANTPOLY_MARKET_DATA_PROVIDER."""
+"""Market-data providers behind one interface, chosen by QUANTPOLY_MARKET_DATA_PROVIDER.
+
+Every method is synchronous (callers run them in a thread) and raises ``core.errors.UpstreamError`` with
+one of its stable codes (UPSTREAM_TIMEOUT, UPSTREAM_RATE_LIMITED, UPSTREAM_AUTH_FAILED,
+UPSTREAM_UNAVAILABLE, ASSET_NOT_FOUND) when the source fails; nothing falls back to other data.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
@@ -9,19 +15,81 @@ import pandas as pd
 
 from core.settings import Settings
 
+# Bars are a DataFrame with these columns, ``timestamp`` an aware UTC datetime, sorted by time.
 BAR_COLUMNS = ["timestamp", "open", "high", "low", "close", "volume", "vwap", "trade_count"]
-TIMEFRAMES = ("1Day", "1Hour")
+
+
+@dataclass(frozen=True)
+class Asset:
+    symbol: str
+    name: str
+    exchange: str
+    currency: str = "USD"
+    asset_class: str = "us_equity"
+    tradable: bool = True
+    fractionable: bool = True
+
+
+@dataclass(frozen=True)
+class Quote:
+    symbol: str
+    price: float
+    previous_close: float | None
+    open_price: float | None
+    high_price: float | None
+    low_price: float | None
+    volume: float | None
+    bid_price: float | None
+    ask_price: float | None
+    timestamp: datetime
+
+
+@dataclass(frozen=True)
+class ProviderHealth:
+    provider: str
+    transport: str
+    healthy: bool
+    status: str  # "ok" | "degraded"
+    message: str
+    base_url: str | None = None
+    timeout_seconds: float | None = None
+    last_latency_ms: float | None = None
+    last_failure_code: str | None = None
 
 
 class MarketDataProvider(Protocol):
-    source: str
+    source: str  # stored with every bar: "synthetic", "csv" or "alpaca"
 
     def bars(self, symbol: str, timeframe: str, start: datetime, end: datetime) -> pd.DataFrame:
-        """Bars with ``start <= timestamp <= end`` (UTC), columns BAR_COLUMNS, sorted by time."""
+        """Every bar with ``start <= timestamp <= end`` (all pages), columns BAR_COLUMNS."""
+        ...
+
+    def assets(self) -> list[Asset]:
+        """The tradable catalog."""
+        ...
+
+    def asset(self, symbol: str) -> Asset:
+        """One asset; ASSET_NOT_FOUND if unknown."""
+        ...
+
+    def quote(self, symbol: str) -> Quote:
+        """The latest quote (snapshot); ASSET_NOT_FOUND if unknown."""
+        ...
+
+    def health(self) -> ProviderHealth:
+        """A cheap live probe of the source (Alpaca: the market clock)."""
         ...
 
 
 def provider_from_settings(settings: Settings) -> MarketDataProvider:
+    if settings.market_data_provider == "alpaca":
+        from integrations.market_data.alpaca import AlpacaProvider
+
+        return AlpacaProvider(settings)
+    if settings.market_data_provider == "csv":
+        from integrations.market_data.csv_files import CsvProvider
+
+        return CsvProvider(settings.market_data_dir or settings.var_dir / "market-data")
     from integrations.market_data.synthetic import SyntheticProvider
 
     return SyntheticProvider(seed=settings.synthetic_seed)
