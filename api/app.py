@@ -11,11 +11,12 @@ from temporalio.client import Client
 
 from api import errors
 from api.middleware import Metrics, RequestContextMiddleware
-from api.routes import admin, auth, jobs, market, users
+from api.routes import admin, auth, jobs, market, market_stream, users
 from api.routes import platform as platform_routes
 from core.settings import Settings, get_settings
 from core.temporal import connect_temporal
 from db.engine import Database
+from services.market_stream import StreamHub
 from services.platform import Platform
 
 
@@ -36,6 +37,7 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
 
     app = FastAPI(title="QuantPoly", version="0.1.0", lifespan=lifespan)
     app.state.metrics = Metrics()
+    app.state.stream_hub = StreamHub()
     errors.install(app)
     app.add_middleware(
         CORSMiddleware,
@@ -46,6 +48,14 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
         expose_headers=["X-Request-ID", "Retry-After"],
     )
     app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
-    for router in (platform_routes.router, auth.router, users.router, admin.router, jobs.router, market.router):
+    for router in (
+        platform_routes.router,
+        auth.router,
+        users.router,
+        admin.router,
+        jobs.router,
+        market_stream.router,
+        market.router,
+    ):
         app.include_router(router)
     return app

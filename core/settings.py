@@ -73,6 +73,13 @@ class Settings(BaseSettings):
     alpaca_max_retries: int = Field(default=3, ge=0, le=10)
     synthetic_seed: int = 7
     market_sync_parallelism: int = Field(default=4, ge=1, le=32)
+    quote_cache_ttl_seconds: float = Field(default=3.0, ge=0)
+    quote_rate_limit: int = Field(default=20, ge=1)
+    quote_rate_window_seconds: float = Field(default=10.0, gt=0)
+    stream_push_interval_seconds: float = Field(default=2.0, gt=0)
+    stream_max_connections_per_user: int = Field(default=3, ge=1)
+    stream_max_subscriptions: int = Field(default=5, ge=1)
+    stream_max_symbols_per_subscription: int = Field(default=20, ge=1)
 
     # Jobs
     job_reconcile_interval_seconds: int = Field(default=30, ge=1)

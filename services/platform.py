@@ -6,9 +6,11 @@ from dataclasses import dataclass, field
 
 from temporalio.client import Client
 
+from core.cache import SlidingWindowLimiter, TtlCache
 from core.security import PasswordHasher
 from core.settings import Settings
 from db.engine import Database
+from integrations.market_data import MarketDataProvider, Quote, provider_from_settings
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,13 @@ class Platform:
     db: Database
     temporal: Client
     passwords: PasswordHasher = field(init=False)
+    market: MarketDataProvider = field(init=False)
+    quote_cache: TtlCache[Quote] = field(init=False)
+    quote_limiter: SlidingWindowLimiter = field(init=False)
 
     def __post_init__(self) -> None:
-        self.passwords = PasswordHasher(self.settings.argon2_time_cost, self.settings.argon2_memory_cost)
+        s = self.settings
+        self.passwords = PasswordHasher(s.argon2_time_cost, s.argon2_memory_cost)
+        self.market = provider_from_settings(s)
+        self.quote_cache = TtlCache(s.quote_cache_ttl_seconds)
+        self.quote_limiter = SlidingWindowLimiter(s.quote_rate_limit, s.quote_rate_window_seconds)

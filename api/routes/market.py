@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date
+from datetime import UTC, date, datetime
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from pydantic import Field
 
 from api.deps import CurrentUser, PlatformDep
 from api.envelope import ok
 from core.errors import AccessDenied
-from services import jobs
+from services import jobs, market
 from services.views import JobOut, Schema
 
 router = APIRouter(prefix="/market", tags=["market"])
@@ -63,3 +63,88 @@ async def get_sync(task_id: str, user: CurrentUser, platform: PlatformDep):
 async def retry_sync(task_id: str, user: CurrentUser, platform: PlatformDep):
     await _sync_job(platform, user, task_id)
     return ok(task_view(await jobs.retry(platform, user, task_id)), status=202)
+
+
+@router.get("/search")
+async def search(
+    _user: CurrentUser,
+    platform: PlatformDep,
+    keyword: str = Query(min_length=1, max_length=64),
+    limit: int = Query(10, ge=1, le=50),
+):
+    return ok(await market.search(platform, keyword, limit))
+
+
+@router.get("/catalog")
+async def catalog(
+    _user: CurrentUser,
+    platform: PlatformDep,
+    limit: int = Query(100, ge=1, le=200),
+    market_name: str | None = Query(None, alias="market"),
+    asset_class: str | None = Query(None, alias="assetClass"),
+):
+    return ok(await market.catalog(platform, limit, market_name, asset_class))
+
+
+@router.get("/catalog/{symbol}")
+async def catalog_item(symbol: str, _user: CurrentUser, platform: PlatformDep):
+    return ok(await market.catalog_item(platform, symbol))
+
+
+@router.get("/symbols")
+async def symbols(_user: CurrentUser, platform: PlatformDep):
+    return ok(await market.symbols(platform))
+
+
+async def _quote(platform, user, symbol: str):
+    found, hit = await market.quote(platform, user, symbol)
+    return ok({"quote": market.quote_view(found), "metadata": {"cacheHit": hit, "source": platform.market.source}})
+
+
+@router.get("/quote/{symbol}")
+async def quote(symbol: str, user: CurrentUser, platform: PlatformDep):
+    return await _quote(platform, user, symbol)
+
+
+@router.get("/latest/{symbol}")
+async def latest(symbol: str, user: CurrentUser, platform: PlatformDep):
+    return await _quote(platform, user, symbol)
+
+
+class QuotesIn(Schema):
+    symbols: list[str] = Field(min_length=1, max_length=50)
+
+
+@router.post("/quotes")
+async def batch_quotes(body: QuotesIn, user: CurrentUser, platform: PlatformDep):
+    items = await market.quotes(platform, user, body.symbols)
+    return ok({"items": items, "timestamp": datetime.now(UTC).isoformat()})
+
+
+@router.get("/provider-health")
+async def provider_health(_user: CurrentUser, platform: PlatformDep):
+    return ok(await market.provider_health(platform))
+
+
+@router.get("/history/{symbol}")
+async def history(
+    symbol: str,
+    _user: CurrentUser,
+    platform: PlatformDep,
+    start_date: date = Query(alias="startDate"),
+    end_date: date = Query(alias="endDate"),
+    timeframe: str = "1Day",
+    limit: int | None = Query(None, ge=1, le=50_000),
+):
+    candles = await market.history(platform, symbol, start_date, end_date, timeframe, limit)
+    return ok({"symbol": symbol.upper(), "timeframe": timeframe, "source": platform.market.source, "candles": candles})
+
+
+class BoundaryIn(Schema):
+    symbols: list[str] = Field(min_length=1, max_length=1000)
+    timeframe: str = "1Day"
+
+
+@router.post("/boundary/check")
+async def boundary_check(body: BoundaryIn, _user: CurrentUser, platform: PlatformDep):
+    return ok(await market.boundary_check(platform, body.symbols, body.timeframe))
