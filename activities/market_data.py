@@ -51,7 +51,11 @@ class MarketDataActivities:
             activity.heartbeat(done)
             await set_progress(self._db, job_id, len(done) / len(request.symbols))
 
-        await asyncio.gather(*(one(s) for s in request.symbols if s not in done))
+        beat = asyncio.create_task(_keep_heartbeating(done))
+        try:
+            await asyncio.gather(*(one(s) for s in request.symbols if s not in done))
+        finally:
+            beat.cancel()
         items = [done[s] for s in request.symbols]
         failures = [i for i in items if i["status"] != "ok"]
         if len(failures) == len(items):
@@ -146,6 +150,15 @@ class MarketDataActivities:
                 result = await session.execute(insert(MarketBar).values(chunk).on_conflict_do_nothing())
                 stored += max(result.rowcount or 0, 0)
         return stored
+
+
+async def _keep_heartbeating(done: dict[str, Any]) -> None:
+    """Heartbeat while a slow symbol is being fetched, so only a dead worker misses its deadline."""
+    timeout = activity.info().heartbeat_timeout
+    interval = timeout.total_seconds() / 3 if timeout else 10.0
+    while True:
+        activity.heartbeat(done)
+        await asyncio.sleep(interval)
 
 
 def _aware(moment: datetime) -> datetime:

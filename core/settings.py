@@ -83,6 +83,7 @@ class Settings(BaseSettings):
 
     # Jobs
     job_reconcile_interval_seconds: int = Field(default=30, ge=1)
+    job_heartbeat_timeout_seconds: int = Field(default=60, ge=1)  # a silent worker is given up after this
 
     # Mail: "file" writes .eml files under var/mail, "smtp" delivers.
     mail_backend: Literal["file", "smtp"] = "file"

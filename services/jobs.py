@@ -86,6 +86,7 @@ async def _dispatch(platform: Platform, job: Job) -> None:
                 task_type=job.task_type,
                 timeout_seconds=tier.timeout_seconds,
                 max_retries=tier.max_retries,
+                heartbeat_timeout_seconds=platform.settings.job_heartbeat_timeout_seconds,
             ),
             id=workflow_id(job.id),
             task_queue=platform.settings.task_queue,

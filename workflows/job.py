@@ -29,12 +29,17 @@ def workflow_id(job_id: str) -> str:
     return f"job-{job_id}"
 
 
+# Beyond the tier's own retries: attempts allowed for a lost worker (its heartbeats stop).
+WORKER_LOSS_ATTEMPTS = 3
+
+
 @dataclass
 class JobInput:
     job_id: str
     task_type: str
     timeout_seconds: int
     max_retries: int
+    heartbeat_timeout_seconds: int = 60
 
 
 @dataclass
@@ -71,9 +76,11 @@ class JobWorkflow:
                 params.job_id,
                 result_type=dict[str, Any],
                 start_to_close_timeout=timedelta(seconds=params.timeout_seconds),
-                heartbeat_timeout=timedelta(seconds=60),
+                heartbeat_timeout=timedelta(seconds=params.heartbeat_timeout_seconds),
+                # Task failures that retrying cannot fix are raised non-retryable by the activities.
                 retry_policy=RetryPolicy(
-                    maximum_attempts=params.max_retries + 1, non_retryable_error_types=NON_RETRYABLE
+                    maximum_attempts=params.max_retries + 1 + WORKER_LOSS_ATTEMPTS,
+                    non_retryable_error_types=NON_RETRYABLE,
                 ),
             )
             outcome = JobOutcome("succeeded")

@@ -1,0 +1,94 @@
+"""A sync job whose worker process is killed (SIGKILL) mid-run finishes on a new worker, with every bar
+stored once: none missing, none twice."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from db.engine import Database
+from db.models import MarketBar
+from integrations.market_data.synthetic import SyntheticProvider
+from tests.conftest import open_stack
+
+ROOT = Path(__file__).parent.parent
+SYMBOLS = ["AAPL", "MSFT", "GOOGL", "AMZN", "NVDA", "META", "TSLA", "IBM"]
+REQUEST = {"symbols": SYMBOLS, "startDate": "2020-01-01", "endDate": "2024-12-31", "timeframe": "1Hour"}
+
+
+@pytest.fixture
+async def idle_stack(database_url, dev_server, smtp_server, tmp_path):
+    overrides = dict(market_sync_parallelism=1, job_heartbeat_timeout_seconds=3)
+    async for stack in open_stack(
+        database_url, dev_server.client, smtp_server, tmp_path, with_worker=False, **overrides
+    ):
+        yield stack
+
+
+def start_worker(stack) -> subprocess.Popen:
+    env = {**os.environ, **stack.env, "QUANTPOLY_MARKET_SYNC_PARALLELISM": "1", "QUANTPOLY_LOG_LEVEL": "WARNING"}
+    return subprocess.Popen([sys.executable, str(ROOT / "worker.py")], env=env, cwd=ROOT)
+
+
+async def job_state(stack, headers, job_id) -> dict:
+    return (await stack.http.get(f"/jobs/{job_id}", headers=headers)).json()["data"]
+
+
+async def test_killed_worker_loses_nothing(idle_stack):
+    stack = idle_stack
+    address = f"recovery-{uuid.uuid4().hex[:8]}@example.com"
+    first = start_worker(stack)
+    second = None
+    try:
+        await stack.register_verified(address, "Recover1Password")
+        headers = await stack.login(address, "Recover1Password")
+        job_id = (await stack.http.post("/market/sync-task", json=REQUEST, headers=headers)).json()["data"]["taskId"]
+        for _ in range(600):  # until some, not all, symbols are stored
+            job = await job_state(stack, headers, job_id)
+            if job["progress"] >= 0.25:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(1.5)  # let the heartbeat carrying the finished symbols reach the server
+        job = await job_state(stack, headers, job_id)
+        assert job["status"] == "running" and 0 < job["progress"] < 1, job
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+
+        second = start_worker(stack)
+        for _ in range(1200):
+            job = await job_state(stack, headers, job_id)
+            if job["status"] in ("succeeded", "failed"):
+                break
+            await asyncio.sleep(0.1)
+        assert job["status"] == "succeeded", job
+        assert job["result"]["summary"]["successCount"] == len(SYMBOLS)
+        assert any(line["message"].startswith("resuming:") for line in job["logs"])
+
+        provider = SyntheticProvider(seed=stack.settings.synthetic_seed)
+        start, end = datetime(2020, 1, 1, tzinfo=UTC), datetime(2024, 12, 31, 23, 59, 59, tzinfo=UTC)
+        db = Database.from_settings(stack.settings)
+        try:
+            async with db.session() as session:
+                for symbol in SYMBOLS:
+                    expected = len(provider.bars(symbol, "1Hour", start, end))
+                    stored = await session.scalar(
+                        select(func.count()).select_from(MarketBar).where(MarketBar.symbol == symbol)
+                    )
+                    assert stored == expected, symbol
+        finally:
+            await db.dispose()
+    finally:
+        for process in (first, second):
+            if process is not None and process.poll() is None:
+                process.terminate()
+                process.wait(timeout=30)
+        await stack.temporal.get_schedule_handle(f"job-reconciler-{stack.settings.task_queue}").delete()
