@@ -27,7 +27,7 @@ user_option = click.option(
 wait_option = click.option("--wait", is_flag=True, help="Follow the job with a progress bar until it ends.")
 
 
-async def _user(platform: Platform, email: str):
+async def find_user(platform: Platform, email: str):
     async with platform.db.session() as session:
         user = await accounts.find_by_email(session, email)
     if user is None:
@@ -35,7 +35,7 @@ async def _user(platform: Platform, email: str):
     return user
 
 
-def _view(job, logs=None) -> dict:
+def job_view(job, logs=None) -> dict:
     return JobOut.of(job, logs).model_dump(mode="json", exclude_none=logs is None)
 
 
@@ -52,7 +52,7 @@ async def follow(platform: Platform, user, job_id: str) -> dict:
             if job.status in (lifecycle.SUCCEEDED, lifecycle.FAILED, lifecycle.CANCELLED):
                 break
             await asyncio.sleep(POLL_SECONDS)
-    view = _view(job, await jobs.logs(platform, job.id))
+    view = job_view(job, await jobs.logs(platform, job.id))
     if job.status != lifecycle.SUCCEEDED:
         emit(view)
         fail(job.error_code or "JOB_" + job.status.upper(), job.error_message or f"job {job.status}")
@@ -74,11 +74,11 @@ def jobs_group() -> None:
 async def jobs_list(user_email, status, task_type, page, page_size) -> None:
     """List the account's jobs, newest first."""
     async with context.platform(need_temporal=False) as platform:
-        user = await _user(platform, user_email)
+        user = await find_user(platform, user_email)
         rows, total = await jobs.list_jobs(
             platform, user, status=status, task_type=task_type, page=page, page_size=page_size
         )
-    emit({"items": [_view(j) for j in rows], "total": total, "page": page, "page_size": page_size})
+    emit({"items": [job_view(j) for j in rows], "total": total, "page": page, "page_size": page_size})
 
 
 @jobs_group.command("show")
@@ -88,9 +88,9 @@ async def jobs_list(user_email, status, task_type, page, page_size) -> None:
 async def jobs_show(user_email, job_id) -> None:
     """One job with its execution log."""
     async with context.platform(need_temporal=False) as platform:
-        user = await _user(platform, user_email)
+        user = await find_user(platform, user_email)
         job = await jobs.get(platform, user, job_id)
-        emit(_view(job, await jobs.logs(platform, job.id)))
+        emit(job_view(job, await jobs.logs(platform, job.id)))
 
 
 @jobs_group.command("logs")
@@ -100,7 +100,7 @@ async def jobs_show(user_email, job_id) -> None:
 async def jobs_logs(user_email, job_id) -> None:
     """The job's execution log lines."""
     async with context.platform(need_temporal=False) as platform:
-        user = await _user(platform, user_email)
+        user = await find_user(platform, user_email)
         job = await jobs.get(platform, user, job_id)
         lines = await jobs.logs(platform, job.id)
     emit([{"at": line.at, "level": line.level, "message": line.message} for line in lines])
@@ -113,8 +113,8 @@ async def jobs_logs(user_email, job_id) -> None:
 async def jobs_cancel(user_email, job_id) -> None:
     """Cancel a queued or running job through Temporal."""
     async with context.platform() as platform:
-        user = await _user(platform, user_email)
-        emit(_view(await jobs.cancel(platform, user, job_id)))
+        user = await find_user(platform, user_email)
+        emit(job_view(await jobs.cancel(platform, user, job_id)))
 
 
 @jobs_group.command("retry")
@@ -125,9 +125,9 @@ async def jobs_cancel(user_email, job_id) -> None:
 async def jobs_retry(user_email, wait, job_id) -> None:
     """Run a failed job again."""
     async with context.platform() as platform:
-        user = await _user(platform, user_email)
+        user = await find_user(platform, user_email)
         job = await jobs.retry(platform, user, job_id)
-        emit(await follow(platform, user, job.id) if wait else _view(job))
+        emit(await follow(platform, user, job.id) if wait else job_view(job))
 
 
 @jobs_group.command("types")
@@ -136,37 +136,5 @@ def jobs_types() -> None:
     emit(jobs.task_types())
 
 
-@click.group("market")
-def market_group() -> None:
-    """Market data."""
-
-
-@market_group.command("sync")
-@user_option
-@wait_option
-@click.argument("symbols", nargs=-1, required=True)
-@click.option("--start", "start_date", required=True, type=click.DateTime(["%Y-%m-%d"]), help="First day, YYYY-MM-DD.")
-@click.option("--end", "end_date", required=True, type=click.DateTime(["%Y-%m-%d"]), help="Last day, YYYY-MM-DD.")
-@click.option("--timeframe", default="1Day", show_default=True)
-@click.option("--idempotency-key", default=None, help="Repeat-safe key; the same key and request give the same job.")
-@command_runner
-async def market_sync(user_email, wait, symbols, start_date, end_date, timeframe, idempotency_key) -> None:
-    """Fetch the missing bars of SYMBOLS into the bar store, as a market_data_sync job."""
-    import uuid
-
-    payload = {
-        "symbols": list(symbols),
-        "startDate": start_date.date().isoformat(),
-        "endDate": end_date.date().isoformat(),
-        "timeframe": timeframe,
-    }
-    async with context.platform() as platform:
-        user = await _user(platform, user_email)
-        key = idempotency_key or f"market-sync-{uuid.uuid4()}"
-        job, _ = await jobs.submit(platform, user, "market_data_sync", payload, key)
-        emit(await follow(platform, user, job.id) if wait else _view(job))
-
-
 def register(cli: click.Group) -> None:
     cli.add_command(jobs_group)
-    cli.add_command(market_group)

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from cli import accounts, jobs, stack
+from cli import accounts, jobs, market, stack
 from core.logging import configure_logging
 from core.settings import get_settings
 
@@ -77,6 +77,7 @@ def temporal_dev() -> None:
 
 accounts.register(cli)
 jobs.register(cli)
+market.register(cli)
 
 
 def main() -> None:
