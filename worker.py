@@ -57,6 +57,7 @@ def build_worker(
             jobs.finish_job,
             jobs.reconcile_jobs,
             market.sync,
+            market.indicators,
         ],
         max_concurrent_activities=settings.worker_max_concurrent_activities,
         graceful_shutdown_timeout=timedelta(seconds=10),

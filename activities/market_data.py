@@ -7,8 +7,9 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
 import pandas as pd
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -19,7 +20,8 @@ from core.errors import AppError
 from core.settings import Settings
 from db.engine import Database
 from db.models import Job, MarketBar
-from domain.market import SyncRequest
+from domain.indicators import calculate
+from domain.market import IndicatorsRequest, SyncRequest
 from integrations.market_data import MarketDataProvider
 
 INSERT_CHUNK = 1000
@@ -74,11 +76,48 @@ class MarketDataActivities:
         }
         return {"summary": summary, "items": items}
 
-    async def _request(self, job_id: str) -> SyncRequest:
+    @activity.defn(name="market_indicators_calculate")
+    async def indicators(self, job_id: str) -> dict[str, Any]:
+        """Bars through the store (syncing what is missing), then every requested indicator."""
+        request = await self._request(job_id, IndicatorsRequest)
+        item = await self._sync_symbol(job_id, request.symbol, request.as_sync())
+        if item["status"] != "ok":
+            raise activity_error(item["errorCode"], f"no bars for {request.symbol}", retryable=item["retryable"])
+        bars = await self._stored_bars(request.symbol, request.timeframe, request.as_sync())
+        results = await asyncio.to_thread(_calculate_all, request, bars)
+        await append_log(
+            self._db, job_id, f"{request.symbol}: {len(results)} indicators over {len(bars)} {request.timeframe} bars"
+        )
+        return {
+            "symbol": request.symbol,
+            "timeframe": request.timeframe,
+            "startDate": request.start_date.isoformat(),
+            "endDate": request.end_date.isoformat(),
+            "source": self._provider.source,
+            "dataPoints": len(bars),
+            "indicators": results,
+        }
+
+    async def _stored_bars(self, symbol: str, timeframe: str, request: SyncRequest) -> pd.DataFrame:
+        async with self._db.session() as session:
+            rows = await session.execute(
+                select(MarketBar.timestamp, MarketBar.high, MarketBar.low, MarketBar.close)
+                .where(
+                    MarketBar.symbol == symbol,
+                    MarketBar.timeframe == timeframe,
+                    MarketBar.source == self._provider.source,
+                    MarketBar.timestamp >= request.start,
+                    MarketBar.timestamp <= request.end,
+                )
+                .order_by(MarketBar.timestamp)
+            )
+            return pd.DataFrame(rows.all(), columns=["timestamp", "high", "low", "close"])
+
+    async def _request(self, job_id: str, model: type[BaseModel] = SyncRequest) -> Any:
         async with self._db.session() as session:
             job = await session.get(Job, job_id)
         try:
-            return SyncRequest.model_validate(job.payload)
+            return model.model_validate(job.payload)
         except ValidationError as error:
             raise activity_error("INVALID_ARGUMENT", str(error), retryable=False) from None
 
@@ -150,6 +189,39 @@ class MarketDataActivities:
                 result = await session.execute(insert(MarketBar).values(chunk).on_conflict_do_nothing())
                 stored += max(result.rowcount or 0, 0)
         return stored
+
+
+def _calculate_all(request: IndicatorsRequest, bars: pd.DataFrame) -> list[dict[str, Any]]:
+    """Each indicator's status, parameters, latest values and series (NaN warm-up as null)."""
+    close, high, low = bars["close"].to_numpy(float), bars["high"].to_numpy(float), bars["low"].to_numpy(float)
+    stamps = [_aware(t).isoformat() for t in bars["timestamp"]]
+    results = []
+    for spec in request.indicators:
+        try:
+            result = calculate(spec.name, close, high=high, low=low, **spec.params())
+        except ValueError as error:
+            results.append({"name": spec.name, "status": "invalid_parameters", "error": str(error)})
+            continue
+        series = {key: [None if np.isnan(v) else float(v) for v in values] for key, values in result.values.items()}
+        results.append(
+            {
+                "name": result.name,
+                "status": result.status,
+                "params": result.params,
+                "metadata": {
+                    "requiredDataPoints": result.required_data_points,
+                    "actualDataPoints": result.actual_data_points,
+                },
+                "latest": {key: values[-1] for key, values in series.items()} if series else None,
+                "series": [
+                    {"timestamp": stamp, **{key: values[i] for key, values in series.items()}}
+                    for i, stamp in enumerate(stamps)
+                ]
+                if series
+                else [],
+            }
+        )
+    return results
 
 
 async def _keep_heartbeating(done: dict[str, Any]) -> None:

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from cli import accounts, jobs, market, stack
+from cli import accounts, indicators, jobs, market, stack
 from core.logging import configure_logging
 from core.settings import get_settings
 
@@ -78,6 +78,7 @@ def temporal_dev() -> None:
 accounts.register(cli)
 jobs.register(cli)
 market.register(cli)
+indicators.register(cli)
 
 
 def main() -> None:

@@ -44,7 +44,11 @@ class TaskType:
 
 # Only task types that a worker can actually run are registered; each later capability adds its own.
 REGISTRY: dict[str, TaskType] = {
-    t.name: t for t in (TaskType("market_data_sync", BATCH, "Fetch missing bars for symbols into the bar store."),)
+    t.name: t
+    for t in (
+        TaskType("market_data_sync", BATCH, "Fetch missing bars for symbols into the bar store."),
+        TaskType("market_indicators_calculate", BATCH, "Compute technical indicators over stored bars."),
+    )
 }
 
 

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time
+from typing import Any
+
+import numpy as np
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-TIMEFRAMES = ("1Day", "1Hour")
+from domain.indicators import calculate
+
+# What a request may ask for; each provider says which of these it holds (UNSUPPORTED_TIMEFRAME).
+TIMEFRAMES = ("1Min", "5Min", "15Min", "1Hour", "1Day")
 MAX_SYMBOLS = 100
 
 
@@ -51,3 +57,51 @@ class SyncRequest(BaseModel):
     @property
     def end(self) -> datetime:
         return datetime.combine(self.end_date, time.max, tzinfo=UTC)
+
+
+class IndicatorSpec(BaseModel):
+    """One indicator of a calculation; parameters left out take the indicator's defaults."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    name: str = Field(min_length=1, max_length=32)
+    period: int | None = Field(default=None, ge=1, le=10_000)
+    fast: int | None = Field(default=None, ge=1, le=10_000)
+    slow: int | None = Field(default=None, ge=1, le=10_000)
+    signal: int | None = Field(default=None, ge=1, le=10_000)
+    std_dev: float | None = Field(default=None, gt=0, le=10)
+
+    def params(self) -> dict[str, Any]:
+        return {k: v for k, v in self.model_dump(exclude={"name"}).items() if v is not None}
+
+
+class IndicatorsRequest(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    symbol: str = Field(min_length=1, max_length=32)
+    start_date: date
+    end_date: date
+    timeframe: str = "1Day"
+    indicators: list[IndicatorSpec] = Field(min_length=1, max_length=20)
+
+    @field_validator("symbol")
+    @classmethod
+    def _upper(cls, symbol: str) -> str:
+        return SyncRequest._clean([symbol])[0]
+
+    _known_timeframe = field_validator("timeframe")(SyncRequest._known_timeframe.__func__)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> IndicatorsRequest:
+        if self.end_date < self.start_date:
+            raise ValueError("endDate must not be before startDate")
+        for spec in self.indicators:
+            # Parameters are checked now, so that a job never starts with ones it cannot use.
+            empty = np.zeros(0)
+            calculate(spec.name, empty, high=empty, low=empty, **spec.params())
+        return self
+
+    def as_sync(self) -> SyncRequest:
+        return SyncRequest(
+            symbols=[self.symbol], start_date=self.start_date, end_date=self.end_date, timeframe=self.timeframe
+        )

@@ -17,14 +17,14 @@ from core.temporal import KIND, USER_ID
 from db.base import utcnow
 from db.models import Job, JobLogLine, User
 from domain import jobs as lifecycle
-from domain.market import SyncRequest
+from domain.market import IndicatorsRequest, SyncRequest
 from services.platform import Platform
 from workflows.job import JobInput, JobWorkflow, workflow_id
 
 log = logging.getLogger(__name__)
 
 # How each task type's payload is checked before a job exists.
-PAYLOAD_MODELS = {"market_data_sync": SyncRequest}
+PAYLOAD_MODELS = {"market_data_sync": SyncRequest, "market_indicators_calculate": IndicatorsRequest}
 CANCEL_WAIT_SECONDS = 5.0
 
 

@@ -126,7 +126,7 @@ async def _batch_item(platform: Platform, symbol: str) -> dict[str, Any]:
 async def history(
     platform: Platform, symbol: str, start: date, end: date, timeframe: str, limit: int | None
 ) -> list[dict[str, Any]]:
-    if timeframe not in TIMEFRAMES and platform.market.source != "alpaca":
+    if timeframe not in TIMEFRAMES:
         raise InvalidInput(f"timeframe must be one of {', '.join(TIMEFRAMES)}", code="INVALID_ARGUMENT")
     if end < start:
         raise InvalidInput("endDate must not be before startDate", code="INVALID_ARGUMENT")

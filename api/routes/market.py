@@ -16,6 +16,7 @@ from services.views import JobOut, Schema
 
 router = APIRouter(prefix="/market", tags=["market"])
 SYNC = "market_data_sync"
+INDICATORS = "market_indicators_calculate"
 
 
 class SyncTaskIn(Schema):
@@ -47,21 +48,22 @@ async def submit_sync(body: SyncTaskIn, user: CurrentUser, platform: PlatformDep
     return ok(task_view(job), status=202 if created else 200)
 
 
-async def _sync_job(platform, user, task_id: str):
+async def _task(platform, user, task_id: str, task_type: str):
+    """The caller's job of this type; any other id is access denied, as for /jobs."""
     job = await jobs.get(platform, user, task_id)
-    if job.task_type != SYNC:
+    if job.task_type != task_type:
         raise AccessDenied("job")
     return job
 
 
 @router.get("/sync-task/{task_id}")
 async def get_sync(task_id: str, user: CurrentUser, platform: PlatformDep):
-    return ok(task_view(await _sync_job(platform, user, task_id)))
+    return ok(task_view(await _task(platform, user, task_id, SYNC)))
 
 
 @router.post("/sync-task/{task_id}/retry", status_code=202)
 async def retry_sync(task_id: str, user: CurrentUser, platform: PlatformDep):
-    await _sync_job(platform, user, task_id)
+    await _task(platform, user, task_id, SYNC)
     return ok(task_view(await jobs.retry(platform, user, task_id)), status=202)
 
 
@@ -148,3 +150,25 @@ class BoundaryIn(Schema):
 @router.post("/boundary/check")
 async def boundary_check(body: BoundaryIn, _user: CurrentUser, platform: PlatformDep):
     return ok(await market.boundary_check(platform, body.symbols, body.timeframe))
+
+
+class IndicatorTaskIn(Schema):
+    symbol: str = Field(min_length=1, max_length=32)
+    start_date: date
+    end_date: date
+    timeframe: str = "1Day"
+    indicators: list[dict] = Field(min_length=1, max_length=20)
+    idempotency_key: str | None = Field(default=None, max_length=128)
+
+
+@router.post("/indicators/calculate-task", status_code=202)
+async def submit_indicators(body: IndicatorTaskIn, user: CurrentUser, platform: PlatformDep):
+    payload = body.model_dump(mode="json", by_alias=True, exclude={"idempotency_key"})
+    key = body.idempotency_key or f"indicators-{uuid.uuid4()}"
+    job, created = await jobs.submit(platform, user, INDICATORS, payload, key)
+    return ok(task_view(job), status=202 if created else 200)
+
+
+@router.get("/indicators/calculate-task/{task_id}")
+async def get_indicators(task_id: str, user: CurrentUser, platform: PlatformDep):
+    return ok(task_view(await _task(platform, user, task_id, INDICATORS)))
