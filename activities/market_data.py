@@ -19,13 +19,13 @@ from activities.jobs import activity_error, append_log, set_progress
 from core.errors import AppError
 from core.settings import Settings
 from db.engine import Database
-from db.models import Job, MarketBar
+from db.models import Job, MarketBar, MarketSyncCoverage
 from domain.indicators import calculate
-from domain.market import IndicatorsRequest, SyncRequest
+from domain.market import IndicatorsRequest, Span, SyncRequest, merge_spans, missing_spans
 from integrations.market_data import MarketDataProvider
 
 INSERT_CHUNK = 1000
-ONE_MICROSECOND = timedelta(microseconds=1)
+SETTLE_TIME = timedelta(days=1)
 
 
 class MarketDataActivities:
@@ -127,7 +127,10 @@ class MarketDataActivities:
             before, gaps = await self._missing_ranges(symbol, request)
             frames = [await asyncio.to_thread(self._provider.bars, symbol, request.timeframe, a, b) for a, b in gaps]
             fetched = sum(len(f) for f in frames)
-            stored = await self._store(symbol, request.timeframe, frames) if fetched else 0
+            if gaps:
+                await self._store(symbol, request.timeframe, frames, gaps)
+            # Counted, not taken from the driver: rowcounts of multi-row inserts differ between databases.
+            stored = await self._count(symbol, request) - before
         except AppError as error:
             await append_log(self._db, job_id, f"{symbol}: {error.code} {error.message}", level="error")
             retryable = bool(getattr(error, "retryable", False))
@@ -148,33 +151,28 @@ class MarketDataActivities:
             "storedCount": stored,
         }
 
-    async def _missing_ranges(self, symbol: str, request: SyncRequest) -> tuple[int, list[tuple[datetime, datetime]]]:
-        """Rows already stored in the range, and the edges of the range the store does not cover yet."""
-        in_range = (
-            MarketBar.symbol == symbol,
-            MarketBar.timeframe == request.timeframe,
-            MarketBar.source == self._provider.source,
-            MarketBar.timestamp >= request.start,
-            MarketBar.timestamp <= request.end,
-        )
+    async def _missing_ranges(self, symbol: str, request: SyncRequest) -> tuple[int, list[Span]]:
+        """Rows already stored in the range, and the parts of the range never fetched (holes included)."""
+        key = (symbol, request.timeframe, self._provider.source)
         async with self._db.session() as session:
-            row = (
-                await session.execute(
-                    select(func.count(), func.min(MarketBar.timestamp), func.max(MarketBar.timestamp)).where(*in_range)
-                )
-            ).one()
-        count, first, last = row
-        if not count:
-            return 0, [(request.start, request.end)]
-        first, last = _aware(first), _aware(last)
-        gaps = []
-        if request.start < first:
-            gaps.append((request.start, first - ONE_MICROSECOND))
-        if last < request.end:
-            gaps.append((last + ONE_MICROSECOND, request.end))
-        return count, gaps
+            covered = [(_aware(c.start), _aware(c.end)) for c in await session.scalars(_coverage_of(*key))]
+        return await self._count(symbol, request), missing_spans((request.start, request.end), covered)
 
-    async def _store(self, symbol: str, timeframe: str, frames: list[pd.DataFrame]) -> int:
+    async def _count(self, symbol: str, request: SyncRequest) -> int:
+        async with self._db.session() as session:
+            count = await session.scalar(
+                select(func.count()).where(
+                    MarketBar.symbol == symbol,
+                    MarketBar.timeframe == request.timeframe,
+                    MarketBar.source == self._provider.source,
+                    MarketBar.timestamp >= request.start,
+                    MarketBar.timestamp <= request.end,
+                )
+            )
+        return count or 0
+
+    async def _store(self, symbol: str, timeframe: str, frames: list[pd.DataFrame], fetched: list[Span]) -> None:
+        """Bars and the coverage they prove, in one transaction: a killed worker leaves neither half."""
         rows = [
             {**record, "symbol": symbol, "timeframe": timeframe, "source": self._provider.source}
             for frame in frames
@@ -182,13 +180,28 @@ class MarketDataActivities:
         ]
         async with self._db.session() as session:
             insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
-            stored = 0
             for offset in range(0, len(rows), INSERT_CHUNK):
                 chunk = rows[offset : offset + INSERT_CHUNK]
                 # The key (symbol, timeframe, timestamp, source) makes a repeated or resumed sync harmless.
-                result = await session.execute(insert(MarketBar).values(chunk).on_conflict_do_nothing())
-                stored += max(result.rowcount or 0, 0)
-        return stored
+                await session.execute(insert(MarketBar).values(chunk).on_conflict_do_nothing())
+            await self._cover(session, symbol, timeframe, fetched)
+
+    async def _cover(self, session, symbol: str, timeframe: str, fetched: list[Span]) -> None:
+        # Bars of the current period may still change: only ranges that ended a day ago count as covered.
+        settled = datetime.now(UTC) - SETTLE_TIME
+        fetched = [(a, min(b, settled)) for a, b in fetched if a < settled]
+        if not fetched:
+            return
+        key = (symbol, timeframe, self._provider.source)
+        existing = list(await session.scalars(_coverage_of(*key)))
+        spans = merge_spans([(_aware(c.start), _aware(c.end)) for c in existing] + fetched)
+        for row in existing:
+            await session.delete(row)
+        await session.flush()
+        session.add_all(
+            MarketSyncCoverage(symbol=symbol, timeframe=timeframe, source=self._provider.source, start=a, end=b)
+            for a, b in spans
+        )
 
 
 def _calculate_all(request: IndicatorsRequest, bars: pd.DataFrame) -> list[dict[str, Any]]:
@@ -231,6 +244,14 @@ async def _keep_heartbeating(done: dict[str, Any]) -> None:
     while True:
         activity.heartbeat(done)
         await asyncio.sleep(interval)
+
+
+def _coverage_of(symbol: str, timeframe: str, source: str):
+    return select(MarketSyncCoverage).where(
+        MarketSyncCoverage.symbol == symbol,
+        MarketSyncCoverage.timeframe == timeframe,
+        MarketSyncCoverage.source == source,
+    )
 
 
 def _aware(moment: datetime) -> datetime:

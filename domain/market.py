@@ -6,7 +6,6 @@ from datetime import UTC, date, datetime, time
 from typing import Any
 
 import numpy as np
-
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
@@ -105,3 +104,33 @@ class IndicatorsRequest(BaseModel):
         return SyncRequest(
             symbols=[self.symbol], start_date=self.start_date, end_date=self.end_date, timeframe=self.timeframe
         )
+
+
+Span = tuple[datetime, datetime]  # closed interval [start, end]
+
+
+def merge_spans(spans: list[Span]) -> list[Span]:
+    """Overlapping or touching spans joined into one, sorted."""
+    merged: list[Span] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def missing_spans(wanted: Span, covered: list[Span]) -> list[Span]:
+    """The parts of ``wanted`` that no covered span contains."""
+    gaps, cursor = [], wanted[0]
+    for start, end in merge_spans(covered):
+        if end < cursor or start > wanted[1]:
+            continue
+        if start > cursor:
+            gaps.append((cursor, min(start, wanted[1])))
+        cursor = max(cursor, end)
+        if cursor >= wanted[1]:
+            break
+    if cursor < wanted[1]:
+        gaps.append((cursor, wanted[1]))
+    return gaps

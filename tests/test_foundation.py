@@ -84,3 +84,19 @@ async def test_recorded_token_workflow_histories_replay():
     for history in histories:
         result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
         assert result.replay_failure is None, f"{history.workflow_id}: {result.replay_failure}"
+
+
+def test_missing_spans_finds_holes_and_edges():
+    from datetime import UTC, datetime
+
+    from domain.market import merge_spans, missing_spans
+
+    def d(day: int) -> datetime:
+        return datetime(2024, 1, day, tzinfo=UTC)
+
+    covered = [(d(5), d(10)), (d(8), d(12)), (d(20), d(25))]
+    assert merge_spans(covered) == [(d(5), d(12)), (d(20), d(25))]
+    assert missing_spans((d(1), d(30)), covered) == [(d(1), d(5)), (d(12), d(20)), (d(25), d(30))]
+    assert missing_spans((d(6), d(9)), covered) == []
+    assert missing_spans((d(11), d(21)), covered) == [(d(12), d(20))]
+    assert missing_spans((d(1), d(3)), []) == [(d(1), d(3))]

@@ -7,6 +7,7 @@ import asyncio
 import json
 import uuid
 
+import pandas as pd
 import pytest
 from sqlalchemy import func, select
 
@@ -196,3 +197,22 @@ async def test_cli_sync_waits_for_the_job_and_reads_it_back(stack):
     await stack.register_verified(stranger, PASSWORD)
     denied = await stack.cli("jobs", "show", job["task_id"], "--user", stranger)
     assert denied.exit_code == 1 and "JOB_ACCESS_DENIED" in denied.stderr
+
+
+async def test_a_sync_fills_holes_between_earlier_ranges(stack):
+    headers = await user_headers(stack)
+
+    async def sync(start: str, end: str) -> dict:
+        body = {"symbols": ["KO"], "startDate": start, "endDate": end}
+        task_id = (await stack.http.post("/market/sync-task", json=body, headers=headers)).json()["data"]["taskId"]
+        return (await wait_for(stack, headers, task_id, "succeeded"))["result"]["summary"]
+
+    def days(start: str, end: str) -> int:  # the synthetic calendar: every weekday
+        return len(pd.bdate_range(start, end))
+
+    assert (await sync("2023-01-01", "2023-02-28"))["fetchedCount"] == days("2023-01-01", "2023-02-28")
+    assert (await sync("2023-06-01", "2023-07-31"))["fetchedCount"] == days("2023-06-01", "2023-07-31")
+    whole = await sync("2023-01-01", "2023-07-31")
+    assert whole["fetchedCount"] == days("2023-03-01", "2023-05-31")  # the hole only
+    assert whole["rowCount"] == days("2023-01-01", "2023-07-31") == await stored_bars(stack, "KO")
+    assert (await sync("2023-02-01", "2023-06-30"))["fetchedCount"] == 0

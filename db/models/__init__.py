@@ -2,7 +2,7 @@
 
 from db.models.auth import AuthAuditEvent, AuthSession, AuthToken, RateLimitHit
 from db.models.jobs import Job, JobLogLine
-from db.models.market import MarketBar
+from db.models.market import MarketBar, MarketSyncCoverage
 from db.models.users import User, UserPreferences
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "Job",
     "JobLogLine",
     "MarketBar",
+    "MarketSyncCoverage",
     "RateLimitHit",
     "User",
     "UserPreferences",

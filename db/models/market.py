@@ -24,3 +24,16 @@ class MarketBar(Base):
     volume: Mapped[float] = mapped_column(Float)
     vwap: Mapped[float | None] = mapped_column(Float)
     trade_count: Mapped[int | None] = mapped_column(Integer)
+
+
+class MarketSyncCoverage(Base):
+    """A time range of bars already fetched from a source (so later syncs fetch only what is missing,
+    holes in the middle included). Overlapping ranges are merged when written."""
+
+    __tablename__ = "market_sync_coverage"
+
+    symbol: Mapped[str] = mapped_column(String(32), primary_key=True)
+    timeframe: Mapped[str] = mapped_column(String(8), primary_key=True)
+    source: Mapped[str] = mapped_column(String(16), primary_key=True)
+    start: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
+    end: Mapped[datetime] = mapped_column(UTCDateTime())
