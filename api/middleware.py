@@ -7,7 +7,7 @@ import re
 import time
 import uuid
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.envelope import error
@@ -29,6 +29,9 @@ class Metrics:
             "HTTP request latency",
             ["method", "route"],
             registry=self.registry,
+        )
+        self.jobs = Gauge(
+            "quantpoly_jobs", "Jobs by task type and status", ["task_type", "status"], registry=self.registry
         )
 
 

@@ -189,3 +189,12 @@ def task_types() -> list[dict[str, Any]]:
         }
         for t in lifecycle.REGISTRY.values()
     ]
+
+
+async def counts_by_status(platform: Platform) -> dict[tuple[str, str], int]:
+    """(task type, status) → number of jobs, over all users: for operators' metrics."""
+    async with platform.db.session() as session:
+        rows = await session.execute(
+            select(Job.task_type, Job.status, func.count()).group_by(Job.task_type, Job.status)
+        )
+        return {(task_type, status): count for task_type, status, count in rows}

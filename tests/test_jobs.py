@@ -73,6 +73,8 @@ async def test_sync_task_runs_as_a_job_and_fetches_only_what_is_missing(stack):
     grown = await wait_for(stack, headers, third.json()["data"]["taskId"], "succeeded")
     assert grown["result"]["summary"]["fetchedCount"] == 22  # April only
     assert await stored_bars(stack, "AAPL") == BUSINESS_DAYS_Q1_2024 + 22
+    metrics = (await stack.http.get("/internal/metrics")).text
+    assert 'quantpoly_jobs{status="succeeded",task_type="market_data_sync"} 3.0' in metrics
     view = await stack.http.get(f"/market/sync-task/{task['taskId']}", headers=headers)
     assert view.json()["data"]["result"]["items"][0]["symbol"] == "AAPL"
 

@@ -8,7 +8,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.deps import PlatformDep
 from api.envelope import error, ok
-from services import health
+from services import health, jobs
 
 router = APIRouter(tags=["platform"])
 
@@ -23,5 +23,9 @@ async def get_health(platform: PlatformDep):
 
 
 @router.get("/internal/metrics")
-async def metrics(request: Request):
-    return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+async def metrics(request: Request, platform: PlatformDep):
+    registry = request.app.state.metrics
+    registry.jobs.clear()
+    for (task_type, status), count in (await jobs.counts_by_status(platform)).items():
+        registry.jobs.labels(task_type, status).set(count)
+    return Response(generate_latest(registry.registry), media_type=CONTENT_TYPE_LATEST)
