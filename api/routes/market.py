@@ -40,12 +40,17 @@ def task_view(job) -> dict:
     }
 
 
+async def _submit(platform, user, task_type: str, body: Schema):
+    """Start a task job; without an idempotency key every request is a new job."""
+    payload = body.model_dump(mode="json", by_alias=True, exclude={"idempotency_key"})
+    key = body.idempotency_key or f"{task_type}-{uuid.uuid4()}"
+    job, created = await jobs.submit(platform, user, task_type, payload, key)
+    return ok(task_view(job), status=202 if created else 200)
+
+
 @router.post("/sync-task", status_code=202)
 async def submit_sync(body: SyncTaskIn, user: CurrentUser, platform: PlatformDep):
-    payload = body.model_dump(mode="json", by_alias=True, exclude={"idempotency_key"})
-    key = body.idempotency_key or f"market-sync-{uuid.uuid4()}"
-    job, created = await jobs.submit(platform, user, SYNC, payload, key)
-    return ok(task_view(job), status=202 if created else 200)
+    return await _submit(platform, user, SYNC, body)
 
 
 async def _task(platform, user, task_id: str, task_type: str):
@@ -163,10 +168,7 @@ class IndicatorTaskIn(Schema):
 
 @router.post("/indicators/calculate-task", status_code=202)
 async def submit_indicators(body: IndicatorTaskIn, user: CurrentUser, platform: PlatformDep):
-    payload = body.model_dump(mode="json", by_alias=True, exclude={"idempotency_key"})
-    key = body.idempotency_key or f"indicators-{uuid.uuid4()}"
-    job, created = await jobs.submit(platform, user, INDICATORS, payload, key)
-    return ok(task_view(job), status=202 if created else 200)
+    return await _submit(platform, user, INDICATORS, body)
 
 
 @router.get("/indicators/calculate-task/{task_id}")
