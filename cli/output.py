@@ -43,7 +43,8 @@ def emit(value: Any) -> None:
     data = _plain(value)
     if click.get_current_context().find_root().params.get("table"):
         rows = data.get("items", data) if isinstance(data, dict) else data
-        rows = rows if isinstance(rows, list) else [rows]
+        if isinstance(rows, dict):  # one record: a field/value table reads better than one wide row
+            rows = [{"field": key, "value": value} for key, value in rows.items()]
         click.echo(_table([r if isinstance(r, dict) else {"value": r} for r in rows]))
     else:
         click.echo(json.dumps(data, indent=2, ensure_ascii=False))
