@@ -29,6 +29,11 @@ class SlaTier:
     max_retries: int
     concurrency_limit: int
 
+    @property
+    def priority_key(self) -> int:
+        """Temporal's task priority (1 is served first, 5 last) for the reference's 100/50/10."""
+        return 1 if self.priority >= 100 else 3 if self.priority >= 50 else 5
+
 
 INTERACTIVE = SlaTier("interactive", priority=100, timeout_seconds=1800, max_retries=1, concurrency_limit=1)
 BATCH = SlaTier("batch", priority=50, timeout_seconds=1800, max_retries=0, concurrency_limit=2)

@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.common import Priority, SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 
 from core.errors import AccessDenied, AppError, Conflict, InvalidInput, ServiceUnavailable
 from core.temporal import KIND, USER_ID
@@ -91,6 +91,8 @@ async def _dispatch(platform: Platform, job: Job) -> None:
             id=workflow_id(job.id),
             task_queue=platform.settings.task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            # Interactive work is dispatched before batch and maintenance work on a busy task queue.
+            priority=Priority(priority_key=tier.priority_key),
             search_attributes=TypedSearchAttributes(
                 [SearchAttributePair(KIND, job.task_type), SearchAttributePair(USER_ID, job.user_id)]
             ),

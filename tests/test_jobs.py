@@ -58,6 +58,8 @@ async def test_sync_task_runs_as_a_job_and_fetches_only_what_is_missing(stack):
     assert summary["totalSymbols"] == 2 and summary["successCount"] == 2 and summary["failureCount"] == 0
     assert summary["fetchedCount"] == 2 * BUSINESS_DAYS_Q1_2024 and summary["source"] == "synthetic"
     assert job["executor"]["dispatchId"] == f"job-{task['taskId']}" and job["executor"]["runId"]
+    described = await stack.temporal.get_workflow_handle(f"job-{task['taskId']}").describe()
+    assert described.raw_description.workflow_execution_info.priority.priority_key == 3  # the batch tier
     assert job["progress"] == 1.0 and job["startedAt"] and job["finishedAt"]
     messages = [line["message"] for line in job["logs"]]
     assert messages[0] == "queued market_data_sync" and messages[-1] == "succeeded"
