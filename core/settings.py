@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     # HTTP API
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
+    # Proxies whose X-Forwarded-For is believed (the client address feeds rate limits and the audit trail).
+    forwarded_allow_ips: str = "127.0.0.1"
     cors_origins: Annotated[list[str], NoDecode] = ["http://localhost:3000", "http://127.0.0.1:3000"]
     public_app_url: str = "http://localhost:3000"
     reset_password_path: str = "/reset-password"
