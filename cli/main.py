@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from cli import accounts, indicators, jobs, market, stack
+from cli import accounts, indicators, jobs, market, stack, strategies
 from core.logging import configure_logging
 from core.settings import get_settings
 
@@ -87,6 +87,7 @@ accounts.register(cli)
 jobs.register(cli)
 market.register(cli)
 indicators.register(cli)
+strategies.register(cli)
 
 
 def main() -> None:

@@ -91,3 +91,14 @@ class JobOut(Schema):
             updated_at=job.updated_at,
             logs=[JobLogOut.model_validate(line) for line in logs] if logs is not None else None,
         )
+
+
+class StrategyOut(Schema):
+    id: str
+    user_id: str
+    name: str
+    template: str
+    parameters: dict[str, Any]
+    status: str
+    created_at: datetime
+    updated_at: datetime

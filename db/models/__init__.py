@@ -3,6 +3,7 @@
 from db.models.auth import AuthAuditEvent, AuthSession, AuthToken, RateLimitHit
 from db.models.jobs import Job, JobLogLine
 from db.models.market import MarketBar, MarketSyncCoverage
+from db.models.strategies import Strategy
 from db.models.users import User, UserPreferences
 
 __all__ = [
@@ -14,6 +15,7 @@ __all__ = [
     "MarketBar",
     "MarketSyncCoverage",
     "RateLimitHit",
+    "Strategy",
     "User",
     "UserPreferences",
 ]

@@ -1,0 +1,110 @@
+"""/strategies: templates, the user's strategies and their lifecycle."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Query
+from pydantic import Field
+
+from api.deps import CurrentUser, PlatformDep
+from api.envelope import ok, page
+from domain import strategies as rules
+from services import strategies
+from services.views import Schema, StrategyOut
+
+router = APIRouter(prefix="/strategies", tags=["strategies"])
+
+
+class StrategyIn(Schema):
+    name: str = Field(min_length=1, max_length=120)
+    template: str = Field(min_length=1, max_length=32)
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+
+class FromTemplateIn(Schema):
+    name: str = Field(min_length=1, max_length=120)
+    template_id: str = Field(min_length=1, max_length=32)
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+
+class StrategyUpdateIn(Schema):
+    name: str | None = Field(default=None, min_length=1, max_length=120)
+    parameters: dict[str, Any] | None = None
+
+
+class ValidateIn(Schema):
+    parameters: dict[str, Any] | None = None
+
+
+def view(strategy) -> StrategyOut:
+    return StrategyOut.model_validate(strategy)
+
+
+@router.get("/templates")
+async def templates(_user: CurrentUser):
+    return ok(rules.catalog())
+
+
+@router.get("")
+async def list_strategies(
+    user: CurrentUser,
+    platform: PlatformDep,
+    status: Literal["draft", "active", "inactive", "archived"] | None = None,
+    search: str | None = Query(None, max_length=120),
+    page_number: int = Query(1, ge=1, alias="page"),
+    page_size: int = Query(20, ge=1, le=200, alias="pageSize"),
+):
+    rows, total = await strategies.list_strategies(
+        platform, user, status=status, search=search, page=page_number, page_size=page_size
+    )
+    return page([view(s) for s in rows], total, page_number, page_size)
+
+
+@router.post("", status_code=201)
+async def create(body: StrategyIn, user: CurrentUser, platform: PlatformDep):
+    return ok(view(await strategies.create(platform, user, body.name, body.template, body.parameters)), status=201)
+
+
+@router.post("/from-template", status_code=201)
+async def from_template(body: FromTemplateIn, user: CurrentUser, platform: PlatformDep):
+    created = await strategies.create(platform, user, body.name, body.template_id, body.parameters)
+    return ok(view(created), status=201)
+
+
+@router.get("/{strategy_id}")
+async def get_strategy(strategy_id: str, user: CurrentUser, platform: PlatformDep):
+    return ok(view(await strategies.get(platform, user, strategy_id)))
+
+
+@router.put("/{strategy_id}")
+async def update(strategy_id: str, body: StrategyUpdateIn, user: CurrentUser, platform: PlatformDep):
+    updated = await strategies.update(platform, user, strategy_id, name=body.name, parameters=body.parameters)
+    return ok(view(updated))
+
+
+@router.post("/{strategy_id}/validate-execution")
+async def validate_execution(strategy_id: str, body: ValidateIn, user: CurrentUser, platform: PlatformDep):
+    strategy = await strategies.get(platform, user, strategy_id)
+    return ok(strategies.check_execution(strategy, body.parameters))
+
+
+@router.post("/{strategy_id}/activate")
+async def activate(strategy_id: str, user: CurrentUser, platform: PlatformDep):
+    return ok(view(await strategies.transition(platform, user, strategy_id, rules.ACTIVE)))
+
+
+@router.post("/{strategy_id}/deactivate")
+async def deactivate(strategy_id: str, user: CurrentUser, platform: PlatformDep):
+    return ok(view(await strategies.transition(platform, user, strategy_id, rules.INACTIVE)))
+
+
+@router.post("/{strategy_id}/archive")
+async def archive(strategy_id: str, user: CurrentUser, platform: PlatformDep):
+    return ok(view(await strategies.transition(platform, user, strategy_id, rules.ARCHIVED)))
+
+
+@router.delete("/{strategy_id}")
+async def delete(strategy_id: str, user: CurrentUser, platform: PlatformDep):
+    await strategies.delete(platform, user, strategy_id)
+    return ok({"strategyId": strategy_id}, message="strategy deleted")
