@@ -56,6 +56,22 @@ def secret(value: str) -> str:
     return value
 
 
+def data(response: httpx.Response, status: int = 200):
+    """The ``data`` of a successful envelope, after checking the status."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["success"] is True
+    return body.get("data")
+
+
+def error(response: httpx.Response, status: int) -> dict:
+    """The ``error`` of a failed envelope, after checking the status."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["success"] is False
+    return body["error"]
+
+
 _SECRET_FIELDS = ("password", "newPassword", "currentPassword", "token")
 
 

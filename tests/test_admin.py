@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import uuid
 
-from tests.conftest import secret
+from tests.conftest import data, secret
 
 ADMIN_PASSWORD = secret("Admin-pass-1")
 PASSWORD = secret("Member-pass-2")
@@ -35,13 +35,6 @@ async def member(stack) -> tuple[str, dict, dict[str, str]]:
     email = new_email()
     user = await stack.register_verified(email, PASSWORD)
     return email, user, await stack.login(email, PASSWORD)
-
-
-def data(response, status: int = 200):
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert body["success"] is True
-    return body["data"]
 
 
 def assert_error(response, status: int, code: str) -> None:

@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from db.engine import Database
 from db.models import MarketBar
-from tests.conftest import open_stack
+from tests.conftest import data, error, open_stack
 
 PASSWORD = "CsvProvider1Password"
 START = datetime(2024, 1, 2, 21, tzinfo=UTC)
@@ -82,16 +82,6 @@ async def csv_stack(database_url, dev_server, smtp_server, tmp_path):
         address = f"csv-{uuid.uuid4().hex[:8]}@example.com"
         await stack.register_verified(address, PASSWORD)
         yield stack, await stack.login(address, PASSWORD), directory
-
-
-def data(response, status: int = 200):
-    assert response.status_code == status, response.text
-    return response.json()["data"]
-
-
-def error(response, status: int) -> dict:
-    assert response.status_code == status, response.text
-    return response.json()["error"]
 
 
 async def test_catalog_with_and_without_asset_names(csv_stack):

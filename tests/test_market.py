@@ -12,7 +12,7 @@ import uvicorn
 import websockets
 
 from api.app import create_app
-from tests.conftest import open_stack
+from tests.conftest import data, open_stack
 
 PASSWORD = "Market1Password"
 
@@ -21,11 +21,6 @@ async def user_headers(stack) -> dict[str, str]:
     address = f"market-{uuid.uuid4().hex[:8]}@example.com"
     await stack.register_verified(address, PASSWORD)
     return await stack.login(address, PASSWORD)
-
-
-def data(response):
-    assert response.status_code == 200, response.text
-    return response.json()["data"]
 
 
 async def test_catalog_search_and_symbols(stack):

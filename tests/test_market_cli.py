@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import open_stack
+from tests.conftest import data, open_stack
 from tests.fake_alpaca import API_KEY, SECRET_KEY, FakeAlpaca, fake_alpaca_fixture  # noqa: F401 (the fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,11 +45,6 @@ SNAPSHOT = {
     "dailyBar": {"t": "2024-03-01T05:00:00Z", "o": 179.5, "h": 181, "l": 178.75, "c": 180.25, "v": 4_500_000},
     "prevDailyBar": {"t": "2024-02-29T05:00:00Z", "o": 178, "h": 179.9, "l": 177.1, "c": 179.66, "v": 5e6},
 }
-
-
-def data(response, status: int = 200):
-    assert response.status_code == status, response.text
-    return response.json()["data"]
 
 
 def out(result) -> object:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import uuid
 
+from tests.conftest import data, error
+
 PASSWORD = "Strategy1Password"
 
 
@@ -12,16 +14,6 @@ async def user_headers(stack) -> tuple[dict, dict[str, str]]:
     address = f"strat-{uuid.uuid4().hex[:8]}@example.com"
     user = await stack.register_verified(address, PASSWORD)
     return user, await stack.login(address, PASSWORD)
-
-
-def data(response, status: int = 200):
-    assert response.status_code == status, response.text
-    return response.json()["data"]
-
-
-def error(response, status: int) -> dict:
-    assert response.status_code == status, response.text
-    return response.json()["error"]
 
 
 async def test_templates_and_creation(stack):
