@@ -249,6 +249,12 @@ class Stack:
         assert (await self.http.post("/auth/verify-email", json={"token": token})).status_code == 200
         return response.json()["data"]
 
+    async def new_account(self, password: str) -> tuple[str, dict, dict[str, str]]:
+        """A verified account under a fresh address, signed in: (email, user, auth headers)."""
+        email = f"user-{uuid.uuid4().hex[:12]}@example.com"
+        user = await self.register_verified(email, password)
+        return email, user, await self.login(email, password)
+
     async def login(self, email: str, password: str) -> dict[str, str]:
         response = await self.http.post("/auth/login", json={"email": email, "password": password})
         assert response.status_code == 200, response.text

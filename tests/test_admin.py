@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import uuid
 
-from tests.conftest import data, secret
+from tests.conftest import data, error, secret
 
 ADMIN_PASSWORD = secret("Admin-pass-1")
 PASSWORD = secret("Member-pass-2")
@@ -32,15 +32,12 @@ async def create_admin(stack) -> tuple[dict, dict[str, str]]:
 
 
 async def member(stack) -> tuple[str, dict, dict[str, str]]:
-    email = new_email()
-    user = await stack.register_verified(email, PASSWORD)
-    return email, user, await stack.login(email, PASSWORD)
+    return await stack.new_account(PASSWORD)
 
 
 def assert_error(response, status: int, code: str) -> None:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert body["success"] is False and body["error"]["code"] == code and body["error"]["message"]
+    failure = error(response, status)
+    assert failure["code"] == code and failure["message"]
 
 
 # --- the first admin --------------------------------------------------------------------------------------

@@ -32,9 +32,7 @@ BODY = {
 
 
 async def user_headers(stack) -> dict[str, str]:
-    address = f"ind-{uuid.uuid4().hex[:8]}@example.com"
-    await stack.register_verified(address, PASSWORD)
-    return await stack.login(address, PASSWORD)
+    return (await stack.new_account(PASSWORD))[2]
 
 
 async def finished(stack, headers, task_id: str) -> dict:

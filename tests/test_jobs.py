@@ -22,9 +22,7 @@ BUSINESS_DAYS_Q1_2024 = 65
 
 
 async def user_headers(stack) -> dict[str, str]:
-    address = f"jobs-{uuid.uuid4().hex[:8]}@example.com"
-    await stack.register_verified(address, PASSWORD)
-    return await stack.login(address, PASSWORD)
+    return (await stack.new_account(PASSWORD))[2]
 
 
 async def wait_for(stack, headers, job_id: str, *statuses: str, timeout: float = 30) -> dict:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import uuid
 
 import pytest
 import uvicorn
@@ -18,9 +17,7 @@ PASSWORD = "Market1Password"
 
 
 async def user_headers(stack) -> dict[str, str]:
-    address = f"market-{uuid.uuid4().hex[:8]}@example.com"
-    await stack.register_verified(address, PASSWORD)
-    return await stack.login(address, PASSWORD)
+    return (await stack.new_account(PASSWORD))[2]
 
 
 async def test_catalog_search_and_symbols(stack):

@@ -9,7 +9,6 @@ import os
 import socket
 import subprocess
 import sys
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -60,9 +59,8 @@ def cli_error(result) -> dict:
 
 
 async def new_user(stack) -> tuple[str, dict[str, str]]:
-    address = f"mcli-{uuid.uuid4().hex[:8]}@example.com"
-    await stack.register_verified(address, PASSWORD)
-    return address, await stack.login(address, PASSWORD)
+    email, _, headers = await stack.new_account(PASSWORD)
+    return email, headers
 
 
 # --- the alpaca provider, pointed at the local Alpaca-compatible server ----------------------------------

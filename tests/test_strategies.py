@@ -11,9 +11,8 @@ PASSWORD = "Strategy1Password"
 
 
 async def user_headers(stack) -> tuple[dict, dict[str, str]]:
-    address = f"strat-{uuid.uuid4().hex[:8]}@example.com"
-    user = await stack.register_verified(address, PASSWORD)
-    return user, await stack.login(address, PASSWORD)
+    _, user, headers = await stack.new_account(PASSWORD)
+    return user, headers
 
 
 async def test_templates_and_creation(stack):

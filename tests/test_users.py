@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from tests.conftest import secret
+from tests.conftest import error, secret
 
 PASSWORD = secret("Initial-pass-1")
 NEW_PASSWORD = secret("Changed-pass-2")
@@ -19,17 +19,12 @@ def bearer(token: str) -> dict[str, str]:
 
 
 async def signed_in(stack) -> tuple[str, dict, dict[str, str]]:
-    email = new_email()
-    user = await stack.register_verified(email, PASSWORD)
-    return email, user, await stack.login(email, PASSWORD)
+    return await stack.new_account(PASSWORD)
 
 
 def assert_error(response, status: int, code: str) -> None:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert body["success"] is False
-    assert body["error"]["code"] == code
-    assert body["error"]["message"]
+    failure = error(response, status)
+    assert failure["code"] == code and failure["message"]
 
 
 # --- GET /users/me ----------------------------------------------------------------------------------------
