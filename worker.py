@@ -24,6 +24,7 @@ from temporalio.client import (
 from temporalio.worker import Worker
 
 from activities.auth import AuthActivities
+from activities.backtests import BacktestActivities
 from activities.jobs import JobActivities
 from activities.market_data import MarketDataActivities
 from core.logging import configure_logging
@@ -33,11 +34,12 @@ from db.engine import Database
 from integrations.mail import Mailer, mailer_from_settings
 from integrations.market_data import provider_from_settings
 from workflows.auth_token import AuthTokenWorkflow
+from workflows.backtest import BacktestWorkflow
 from workflows.job import JobReconcilerWorkflow, JobWorkflow
 
 log = logging.getLogger("quantpoly.worker")
 
-WORKFLOWS: Sequence[type] = (AuthTokenWorkflow, JobWorkflow, JobReconcilerWorkflow)
+WORKFLOWS: Sequence[type] = (AuthTokenWorkflow, JobWorkflow, JobReconcilerWorkflow, BacktestWorkflow)
 
 
 def build_worker(
@@ -46,6 +48,7 @@ def build_worker(
     auth = AuthActivities(db, mailer or mailer_from_settings(settings), settings)
     jobs = JobActivities(db, client)
     market = MarketDataActivities(db, provider_from_settings(settings), settings)
+    backtests = BacktestActivities(db, market)
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
@@ -58,6 +61,8 @@ def build_worker(
             jobs.reconcile_jobs,
             market.sync,
             market.indicators,
+            backtests.load_bars,
+            backtests.run,
         ],
         max_concurrent_activities=settings.worker_max_concurrent_activities,
         graceful_shutdown_timeout=timedelta(seconds=10),

@@ -49,7 +49,7 @@ class MarketDataActivities:
 
         async def one(symbol: str) -> None:
             async with gate:
-                done[symbol] = await self._sync_symbol(job_id, symbol, request)
+                done[symbol] = await self.sync_symbol(job_id, symbol, request)
             activity.heartbeat(done)
             await set_progress(self._db, job_id, len(done) / len(request.symbols))
 
@@ -80,10 +80,10 @@ class MarketDataActivities:
     async def indicators(self, job_id: str) -> dict[str, Any]:
         """Bars through the store (syncing what is missing), then every requested indicator."""
         request = await self._request(job_id, IndicatorsRequest)
-        item = await self._sync_symbol(job_id, request.symbol, request.as_sync())
+        item = await self.sync_symbol(job_id, request.symbol, request.as_sync())
         if item["status"] != "ok":
             raise activity_error(item["errorCode"], f"no bars for {request.symbol}", retryable=item["retryable"])
-        bars = await self._stored_bars(request.symbol, request.timeframe, request.as_sync())
+        bars = await self.stored_bars(request.symbol, request.timeframe, request.as_sync())
         results = await asyncio.to_thread(_calculate_all, request, bars)
         await append_log(
             self._db, job_id, f"{request.symbol}: {len(results)} indicators over {len(bars)} {request.timeframe} bars"
@@ -98,10 +98,11 @@ class MarketDataActivities:
             "indicators": results,
         }
 
-    async def _stored_bars(self, symbol: str, timeframe: str, request: SyncRequest) -> pd.DataFrame:
+    async def stored_bars(self, symbol: str, timeframe: str, request: SyncRequest) -> pd.DataFrame:
+        """The stored bars of one symbol in the request's range, in time order."""
         async with self._db.session() as session:
             rows = await session.execute(
-                select(MarketBar.timestamp, MarketBar.high, MarketBar.low, MarketBar.close)
+                select(MarketBar.timestamp, MarketBar.open, MarketBar.high, MarketBar.low, MarketBar.close)
                 .where(
                     MarketBar.symbol == symbol,
                     MarketBar.timeframe == timeframe,
@@ -111,7 +112,7 @@ class MarketDataActivities:
                 )
                 .order_by(MarketBar.timestamp)
             )
-            return pd.DataFrame(rows.all(), columns=["timestamp", "high", "low", "close"])
+            return pd.DataFrame(rows.all(), columns=["timestamp", "open", "high", "low", "close"])
 
     async def _request(self, job_id: str, model: type[BaseModel] = SyncRequest) -> Any:
         async with self._db.session() as session:
@@ -121,7 +122,8 @@ class MarketDataActivities:
         except ValidationError as error:
             raise activity_error("INVALID_ARGUMENT", str(error), retryable=False) from None
 
-    async def _sync_symbol(self, job_id: str, symbol: str, request: SyncRequest) -> dict[str, Any]:
+    async def sync_symbol(self, job_id: str, symbol: str, request: SyncRequest) -> dict[str, Any]:
+        """Fetch and store what the store lacks of one symbol's range; an item of the sync summary."""
         started = time.perf_counter()
         try:
             before, gaps = await self._missing_ranges(symbol, request)

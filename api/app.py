@@ -11,7 +11,7 @@ from temporalio.client import Client
 
 from api import errors
 from api.middleware import Metrics, RequestContextMiddleware
-from api.routes import admin, auth, jobs, market, market_stream, strategies, users
+from api.routes import admin, auth, backtests, jobs, market, market_stream, strategies, users
 from api.routes import platform as platform_routes
 from core.settings import Settings, get_settings
 from core.temporal import connect_temporal
@@ -57,6 +57,7 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
         market_stream.router,
         market.router,
         strategies.router,
+        backtests.router,
     ):
         app.include_router(router)
     return app

@@ -53,6 +53,7 @@ REGISTRY: dict[str, TaskType] = {
     for t in (
         TaskType("market_data_sync", BATCH, "Fetch missing bars for symbols into the bar store."),
         TaskType("market_indicators_calculate", BATCH, "Compute technical indicators over stored bars."),
+        TaskType("backtest_run", INTERACTIVE, "Backtest a strategy over stored bars, syncing what is missing."),
     )
 }
 

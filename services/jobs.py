@@ -10,7 +10,13 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
-from temporalio.common import Priority, SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.common import (
+    Priority,
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
 
 from core.errors import AccessDenied, AppError, Conflict, InvalidInput, ServiceUnavailable
 from core.temporal import KIND, USER_ID
@@ -19,6 +25,7 @@ from db.models import Job, JobLogLine, User
 from domain import jobs as lifecycle
 from domain.market import IndicatorsRequest, SyncRequest
 from services.platform import Platform
+from workflows import backtest as backtest_workflow
 from workflows.job import JobInput, JobWorkflow, workflow_id
 
 log = logging.getLogger(__name__)
@@ -26,6 +33,8 @@ log = logging.getLogger(__name__)
 # How each task type's payload is checked before a job exists.
 PAYLOAD_MODELS = {"market_data_sync": SyncRequest, "market_indicators_calculate": IndicatorsRequest}
 CANCEL_WAIT_SECONDS = 5.0
+# Task types whose jobs belong to a record of another context, created there in one transaction with it.
+CREATED_ELSEWHERE = {"backtest_run": "POST /backtests/tasks"}
 
 
 def invalid_transition(job: Job, target: str) -> Conflict:
@@ -35,6 +44,8 @@ def invalid_transition(job: Job, target: str) -> Conflict:
 def normalize_payload(task_type: str, payload: dict[str, Any]) -> dict[str, Any]:
     if lifecycle.task_type(task_type) is None:
         raise InvalidInput(f"unknown task type {task_type!r}", code="INVALID_ARGUMENT")
+    if task_type in CREATED_ELSEWHERE:
+        raise InvalidInput(f"{task_type} jobs are created by {CREATED_ELSEWHERE[task_type]}", code="INVALID_ARGUMENT")
     try:
         return PAYLOAD_MODELS[task_type].model_validate(payload).model_dump(mode="json", by_alias=True)
     except ValidationError as error:
@@ -58,11 +69,11 @@ async def submit(
             job = Job(user_id=user.id, task_type=task_type, payload=payload, idempotency_key=idempotency_key)
             session.add(job)
             await session.flush()
-            job.dispatch_id = workflow_id(job.id)
+            job.dispatch_id = dispatch_id(job)
             session.add(JobLogLine(job_id=job.id, message=f"queued {task_type}"))
     except IntegrityError:  # a concurrent submit with the same key won the race
         return await submit(platform, user, task_type, payload, idempotency_key)
-    await _dispatch(platform, job)
+    await dispatch(platform, job)
     return job, True
 
 
@@ -76,11 +87,20 @@ def _canonical(payload: dict[str, Any]) -> str:
     return json.dumps(payload, sort_keys=True)
 
 
-async def _dispatch(platform: Platform, job: Job) -> None:
+def dispatch_id(job: Job) -> str:
+    """The id of the job's workflow: a backtest's names the backtest, every other job names itself."""
+    if job.task_type == "backtest_run":
+        return backtest_workflow.workflow_id(job.payload["backtestId"])
+    return workflow_id(job.id)
+
+
+async def dispatch(platform: Platform, job: Job) -> None:
+    """Start the job's workflow; a job Temporal does not take is failed at once, and the caller told."""
     tier = lifecycle.REGISTRY[job.task_type].tier
+    run = backtest_workflow.BacktestWorkflow.run if job.task_type == "backtest_run" else JobWorkflow.run
     try:
         await platform.temporal.start_workflow(
-            JobWorkflow.run,
+            run,
             JobInput(
                 job_id=job.id,
                 task_type=job.task_type,
@@ -88,9 +108,11 @@ async def _dispatch(platform: Platform, job: Job) -> None:
                 max_retries=tier.max_retries,
                 heartbeat_timeout_seconds=platform.settings.job_heartbeat_timeout_seconds,
             ),
-            id=workflow_id(job.id),
+            id=dispatch_id(job),
             task_queue=platform.settings.task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            # A new run supersedes a run of a cancelled job that no worker has yet wound down.
+            id_conflict_policy=WorkflowIDConflictPolicy.TERMINATE_EXISTING,
             # Interactive work is dispatched before batch and maintenance work on a busy task queue.
             priority=Priority(priority_key=tier.priority_key),
             search_attributes=TypedSearchAttributes(
@@ -155,11 +177,26 @@ async def cancel(platform: Platform, user: User, job_id: str) -> Job:
         return await get(platform, user, job_id)
     handle = platform.temporal.get_workflow_handle(job.dispatch_id)
     await handle.cancel()
+    if await _cancel_if_queued(platform, job_id):
+        return await get(platform, user, job_id)
     try:
         await asyncio.wait_for(handle.result(), CANCEL_WAIT_SECONDS)
     except Exception:  # cancelled (expected), or still winding down: the read model tells
         pass
     return await get(platform, user, job_id)
+
+
+async def _cancel_if_queued(platform: Platform, job_id: str) -> bool:
+    """A job that has not started is cancelled at once, without waiting for a worker: its workflow, when it
+    runs, finds the job no longer queued (or the cancel request first) and does nothing more."""
+    async with platform.db.session() as session:
+        row = await session.get(Job, job_id, with_for_update=True)
+        if row.status != lifecycle.QUEUED:
+            return False
+        row.status, row.finished_at = lifecycle.CANCELLED, utcnow()
+        row.error_code, row.error_message = "JOB_CANCELLED", "cancelled on request"
+        session.add(JobLogLine(job_id=job_id, message="cancelled before it started", level="warning"))
+    return True
 
 
 async def retry(platform: Platform, user: User, job_id: str) -> Job:
@@ -174,7 +211,7 @@ async def retry(platform: Platform, user: User, job_id: str) -> Job:
         row.status, row.attempt, row.progress = lifecycle.QUEUED, row.attempt + 1, 0.0
         row.result = row.error_code = row.error_message = row.finished_at = row.started_at = None
         session.add(JobLogLine(job_id=job_id, message=f"retry requested (attempt {row.attempt})"))
-    await _dispatch(platform, row)
+    await dispatch(platform, row)
     return await get(platform, user, job_id)
 
 

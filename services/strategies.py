@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from core.errors import AccessDenied, AppError, Conflict
 from db.models import Strategy, User
 from domain import strategies as rules
+from services import backtests
 from services.platform import Platform
 
 
@@ -102,7 +103,11 @@ def check_execution(strategy: Strategy, parameters: dict[str, Any] | None) -> di
 
 
 async def delete(platform: Platform, user: User, strategy_id: str) -> None:
+    """Deletes the strategy and its finished backtests; refused while one of them is pending or running."""
     await get(platform, user, strategy_id)
     async with platform.db.session() as session:
-        strategy = await session.get(Strategy, strategy_id)
+        strategy = await session.get(Strategy, strategy_id, with_for_update=True)
+        active = await backtests.running_count(session, strategy_id)
+        if active:
+            raise Conflict(f"{active} backtests of this strategy are pending or running", code="STRATEGY_IN_USE")
         await session.delete(strategy)

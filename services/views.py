@@ -102,3 +102,49 @@ class StrategyOut(Schema):
     status: str
     created_at: datetime
     updated_at: datetime
+
+
+class BacktestOut(Schema):
+    """A backtest task as the reference shows it; ``taskId`` is its id, ``jobId`` its current run's job."""
+
+    id: str
+    task_id: str
+    user_id: str
+    strategy_id: str
+    job_id: str
+    template: str
+    parameters: dict[str, Any]
+    config: dict[str, Any]
+    idempotency_key: str | None
+    status: str
+    progress: float
+    metrics: dict[str, Any] | None
+    display_name: str | None
+    error: JobError | None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, backtest: Any, job: Any, status: str) -> BacktestOut:
+        return cls(
+            id=backtest.id,
+            task_id=backtest.id,
+            user_id=backtest.user_id,
+            strategy_id=backtest.strategy_id,
+            job_id=job.id,
+            template=backtest.template,
+            parameters=backtest.parameters,
+            config=backtest.config,
+            idempotency_key=backtest.idempotency_key,
+            status=status,
+            progress=job.progress,
+            metrics=backtest.metrics,
+            display_name=backtest.display_name,
+            error=JobError(code=job.error_code, message=job.error_message) if job.error_code else None,
+            created_at=backtest.created_at,
+            updated_at=max(backtest.updated_at, job.updated_at),
+            started_at=job.started_at,
+            finished_at=job.finished_at,
+        )

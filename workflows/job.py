@@ -66,26 +66,28 @@ def _failure(error: ActivityError) -> JobOutcome:
     return JobOutcome("failed", "EXECUTION_FAILED", "the task failed unexpectedly; see the worker log")
 
 
-@workflow.defn
-class JobWorkflow:
-    @workflow.run
-    async def run(self, params: JobInput) -> JobOutcome:
+class JobSteps:
+    """A job's run: start, its task's activities in order (the last one's return is the job's result),
+    finish. Each activity receives the job id and reads what it needs from the job's rows."""
+
+    async def _run_steps(self, params: JobInput, steps: list[str]) -> JobOutcome:
         result: dict[str, Any] | None = None
         try:
             if not await self._start(params):
                 return JobOutcome("cancelled", "JOB_NOT_RUNNABLE", "the job was no longer queued")
-            result = await workflow.execute_activity(
-                params.task_type,
-                params.job_id,
-                result_type=dict[str, Any],
-                start_to_close_timeout=timedelta(seconds=params.timeout_seconds),
-                heartbeat_timeout=timedelta(seconds=params.heartbeat_timeout_seconds),
-                # Task failures that retrying cannot fix are raised non-retryable by the activities.
-                retry_policy=RetryPolicy(
-                    maximum_attempts=params.max_retries + 1 + WORKER_LOSS_ATTEMPTS,
-                    non_retryable_error_types=NON_RETRYABLE,
-                ),
-            )
+            for step in steps:
+                result = await workflow.execute_activity(
+                    step,
+                    params.job_id,
+                    result_type=dict[str, Any],
+                    start_to_close_timeout=timedelta(seconds=params.timeout_seconds),
+                    heartbeat_timeout=timedelta(seconds=params.heartbeat_timeout_seconds),
+                    # Task failures that retrying cannot fix are raised non-retryable by the activities.
+                    retry_policy=RetryPolicy(
+                        maximum_attempts=params.max_retries + 1 + WORKER_LOSS_ATTEMPTS,
+                        non_retryable_error_types=NON_RETRYABLE,
+                    ),
+                )
             outcome = JobOutcome("succeeded")
         except ActivityError as error:
             outcome = _failure(error)
@@ -105,12 +107,22 @@ class JobWorkflow:
             args=[params.job_id, info.workflow_id, info.run_id],
             result_type=bool,
             start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10)),
+            # Short, so that a job waiting for a concurrency slot starts soon after one frees up.
+            retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=2)),
         )
 
     @staticmethod
     async def _finish(job_id: str, outcome: JobOutcome, result: dict[str, Any] | None) -> None:
         await workflow.execute_activity(FINISH_ACTIVITY, args=[job_id, outcome, result], **_BOOKKEEPING)
+
+
+@workflow.defn
+class JobWorkflow(JobSteps):
+    """A job whose task is the one activity registered under its task type's name."""
+
+    @workflow.run
+    async def run(self, params: JobInput) -> JobOutcome:
+        return await self._run_steps(params, [params.task_type])
 
 
 @workflow.defn

@@ -10,7 +10,7 @@ from pydantic import Field
 from api.deps import CurrentUser, PlatformDep
 from api.envelope import ok, page
 from domain import strategies as rules
-from services import strategies
+from services import backtests, strategies
 from services.views import Schema, StrategyOut
 
 router = APIRouter(prefix="/strategies", tags=["strategies"])
@@ -31,6 +31,12 @@ class FromTemplateIn(Schema):
 class StrategyUpdateIn(Schema):
     name: str | None = Field(default=None, min_length=1, max_length=120)
     parameters: dict[str, Any] | None = None
+
+
+class StrategyBacktestIn(Schema):
+    config: dict[str, Any] = Field(default_factory=dict)
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=128)
+    display_name: str | None = Field(default=None, min_length=1, max_length=120)
 
 
 class ValidateIn(Schema):
@@ -102,6 +108,42 @@ async def deactivate(strategy_id: str, user: CurrentUser, platform: PlatformDep)
 @router.post("/{strategy_id}/archive")
 async def archive(strategy_id: str, user: CurrentUser, platform: PlatformDep):
     return ok(view(await strategies.transition(platform, user, strategy_id, rules.ARCHIVED)))
+
+
+@router.post("/{strategy_id}/backtests", status_code=202)
+async def create_backtest(strategy_id: str, body: StrategyBacktestIn, user: CurrentUser, platform: PlatformDep):
+    backtest, job, created = await backtests.create(
+        platform,
+        user,
+        strategy_id,
+        body.config,
+        idempotency_key=body.idempotency_key,
+        display_name=body.display_name,
+        context="strategy",
+    )
+    return ok(backtests.view(backtest, job), status=202 if created else 200, message="accepted" if created else "ok")
+
+
+@router.get("/{strategy_id}/backtests")
+async def list_backtests(
+    strategy_id: str,
+    user: CurrentUser,
+    platform: PlatformDep,
+    status: Literal["pending", "running", "completed", "failed", "cancelled"] | None = None,
+    page_number: int = Query(1, ge=1, alias="page"),
+    page_size: int = Query(20, ge=1, le=200, alias="pageSize"),
+):
+    await strategies.get(platform, user, strategy_id)
+    rows, total = await backtests.list_backtests(
+        platform, user, strategy_id=strategy_id, status=status, page=page_number, page_size=page_size
+    )
+    return page(rows, total, page_number, page_size)
+
+
+@router.get("/{strategy_id}/backtest-stats")
+async def backtest_stats(strategy_id: str, user: CurrentUser, platform: PlatformDep):
+    await strategies.get(platform, user, strategy_id)
+    return ok({"strategyId": strategy_id, **await backtests.statistics(platform, user, strategy_id)})
 
 
 @router.delete("/{strategy_id}")

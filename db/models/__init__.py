@@ -1,6 +1,7 @@
 """Every model, imported so that ``Base.metadata`` is complete for Alembic and tests."""
 
 from db.models.auth import AuthAuditEvent, AuthSession, AuthToken, RateLimitHit
+from db.models.backtests import Backtest
 from db.models.jobs import Job, JobLogLine
 from db.models.market import MarketBar, MarketSyncCoverage
 from db.models.strategies import Strategy
@@ -10,6 +11,7 @@ __all__ = [
     "AuthAuditEvent",
     "AuthSession",
     "AuthToken",
+    "Backtest",
     "Job",
     "JobLogLine",
     "MarketBar",

@@ -1,0 +1,159 @@
+"""A backtest: its configuration (the reference's keys plus slippage and sizing), and the result body built
+from bars, a template's signals, the engine and the metrics."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+from domain import engine, metrics, signals
+from domain.market import SyncRequest
+
+# A result carries one equity point per bar; beyond this the body stops being something to send whole.
+MAX_BARS = 200_000
+# Bars per year by timeframe: US equities trade 252 sessions of 6.5 hours; crypto trades around the clock.
+_EQUITY_BARS_PER_DAY = {"1Day": 1, "1Hour": 7, "15Min": 26, "5Min": 78, "1Min": 390}
+_CRYPTO_BARS_PER_DAY = {"1Day": 1, "1Hour": 24, "15Min": 96, "5Min": 288, "1Min": 1440}
+
+
+class InsufficientData(ValueError):
+    """Too few bars for the template's warm-up plus a trade."""
+
+
+class BacktestConfig(BaseModel):
+    """What to backtest on: validated before a backtest exists; defaults are resolved then and stored."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    symbol: str | None = Field(default=None, min_length=1, max_length=32)
+    symbols: list[str] | None = Field(default=None, min_length=1, max_length=1)
+    timeframe: str = "1Day"
+    start_date: date | None = None
+    end_date: date | None = None
+    initial_capital: float = Field(default=100_000.0, gt=0, le=1e12)
+    commission_rate: float = Field(default=0.0, ge=0, le=0.1)
+    slippage_bps: float = Field(default=0.0, ge=0, le=1000)
+    position_fraction: float = Field(default=1.0, gt=0, le=1)
+    fractional: bool = True
+    periods_per_year: int | None = Field(default=None, ge=1, le=1_000_000)
+    display_name: str | None = Field(default=None, min_length=1, max_length=120)
+
+    _timeframe = field_validator("timeframe")(SyncRequest._known_timeframe.__func__)
+
+    @model_validator(mode="after")
+    def _resolved(self) -> BacktestConfig:
+        symbol = self.symbol or (self.symbols[0] if self.symbols else None)
+        if symbol is None:
+            raise ValueError("symbol (or symbols[0]) is required")
+        self.symbol, self.symbols = SyncRequest._clean([symbol])[0], None
+        self.end_date = self.end_date or datetime.now(UTC).date() - timedelta(days=1)
+        self.start_date = self.start_date or self.end_date - timedelta(days=365)
+        if self.end_date < self.start_date:
+            raise ValueError("endDate must not be before startDate")
+        if self.periods_per_year is None:
+            per_day = _CRYPTO_BARS_PER_DAY if "/" in self.symbol else _EQUITY_BARS_PER_DAY
+            self.periods_per_year = (365 if "/" in self.symbol else 252) * per_day[self.timeframe]
+        return self
+
+    def stored(self) -> dict[str, Any]:
+        """The resolved configuration, camelCase, as the backtest keeps it."""
+        return self.model_dump(mode="json", by_alias=True, exclude={"symbols", "display_name"})
+
+    def as_sync(self) -> SyncRequest:
+        return SyncRequest(
+            symbols=[self.symbol], start_date=self.start_date, end_date=self.end_date, timeframe=self.timeframe
+        )
+
+    def execution(self) -> engine.ExecutionConfig:
+        return engine.ExecutionConfig(
+            initial_capital=self.initial_capital,
+            commission_rate=self.commission_rate,
+            slippage_bps=self.slippage_bps,
+            position_fraction=self.position_fraction,
+            fractional=self.fractional,
+        )
+
+    @property
+    def start(self) -> datetime:
+        return datetime.combine(self.start_date, time.min, tzinfo=UTC)
+
+    @property
+    def end(self) -> datetime:
+        return datetime.combine(self.end_date, time.max, tzinfo=UTC)
+
+
+def minimum_bars(template: str, parameters: dict[str, Any]) -> int:
+    """The warm-up, one bar for the signal and one to fill it."""
+    return signals.warmup(template, parameters) + 2
+
+
+def run(bars: pd.DataFrame, template: str, parameters: dict[str, Any], config: BacktestConfig) -> dict[str, Any]:
+    """The result body's computed part: equity curve, per-bar returns, trades with reasons, metrics.
+
+    ``bars`` has timestamp, open and close columns in time order.
+    """
+    needed = minimum_bars(template, parameters)
+    if len(bars) < needed:
+        raise InsufficientData(f"{len(bars)} bars in range; {template} with these parameters needs {needed}")
+    open_, close = bars["open"].to_numpy(float), bars["close"].to_numpy(float)
+    rule = signals.signals(template, close, parameters)
+    outcome = engine.run(open_, close, rule.entries, rule.exits, config.execution())
+    stamps = _iso_stamps(bars["timestamp"])
+    equity = outcome.equity
+    summary = metrics.summary(equity, [t.pnl for t in outcome.trades], outcome.position > 0, config.periods_per_year)
+    summary.update(finalEquity=float(equity[-1]), initialCapital=config.initial_capital, barCount=len(bars))
+    return {
+        "equityCurve": [{"index": i, "timestamp": stamps[i], "equity": float(e)} for i, e in enumerate(equity[1:])],
+        "dailyReturns": metrics.returns_of(equity).tolist(),
+        "trades": _trade_rows(outcome.trades, rule, config.symbol, stamps),
+        "metrics": {key: _finite(value) for key, value in summary.items()},
+    }
+
+
+def _trade_rows(trades: list[engine.Trade], rule: signals.Signals, symbol: str, stamps: list[str]) -> list[dict]:
+    rows = []
+    for trade in trades:
+        exit_reason = "force_close" if trade.exit_reason == "force_close" else rule.exit_reason
+        common = {"symbol": symbol, "quantity": trade.quantity, "triggered_indicator": rule.indicator}
+        rows.append(
+            {
+                "index": trade.entry_bar,
+                "timestamp": stamps[trade.entry_bar],
+                "side": "BUY",
+                "price": trade.entry_price,
+                "reason": rule.entry_reason,
+                "pnl": None,
+                "metadata": {"signalBar": trade.entry_bar - 1},
+                **common,
+            }
+        )
+        rows.append(
+            {
+                "index": trade.exit_bar,
+                "timestamp": stamps[trade.exit_bar],
+                "side": "SELL",
+                "price": trade.exit_price,
+                "reason": exit_reason,
+                "pnl": trade.pnl,
+                "metadata": {"signalBar": trade.exit_bar if exit_reason == "force_close" else trade.exit_bar - 1},
+                **common,
+            }
+        )
+    return rows
+
+
+def _iso_stamps(timestamps: pd.Series) -> list[str]:
+    """ISO-8601 in UTC; stored timestamps come back naive from SQLite and aware from PostgreSQL."""
+    return pd.to_datetime(timestamps, utc=True).dt.strftime("%Y-%m-%dT%H:%M:%S+00:00").tolist()
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no infinity or NaN: an undefined metric is null."""
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value

@@ -1,0 +1,331 @@
+"""Backtests (reference §2.4): each one a ``backtest_run`` job whose workflow is ``backtest-<id>``.
+
+A backtest's status is its current job's, named as the reference names it (queued is pending, succeeded is
+completed): the workflow owns every transition, and the reconciler's repairs reach backtests too.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import case, func, select
+from sqlalchemy.exc import IntegrityError
+
+from core.errors import AccessDenied, AppError, Conflict, NotFound
+from db.base import new_id
+from db.models import Backtest, Job, JobLogLine, Strategy, User
+from domain import jobs as job_states
+from domain import strategies as strategy_rules
+from domain.backtest import BacktestConfig
+from services import jobs
+from services.platform import Platform
+from services.views import BacktestOut
+
+PENDING, RUNNING, COMPLETED, FAILED, CANCELLED = "pending", "running", "completed", "failed", "cancelled"
+STATUSES = (PENDING, RUNNING, COMPLETED, FAILED, CANCELLED)
+STATUS_OF_JOB = {
+    job_states.QUEUED: PENDING,
+    job_states.RUNNING: RUNNING,
+    job_states.SUCCEEDED: COMPLETED,
+    job_states.FAILED: FAILED,
+    job_states.CANCELLED: CANCELLED,
+}
+JOB_STATUS_OF = {status: job_status for job_status, status in STATUS_OF_JOB.items()}
+ACTIVE = (PENDING, RUNNING)
+DELETABLE = (COMPLETED, FAILED, CANCELLED)
+TASK_TYPE = "backtest_run"
+MAX_COMPARE = 20
+
+
+def invalid_state(message: str) -> Conflict:
+    return Conflict(message, code="BACKTEST_INVALID_STATE")
+
+
+def view(backtest: Backtest, job: Job) -> BacktestOut:
+    return BacktestOut.of(backtest, job, STATUS_OF_JOB[job.status])
+
+
+def _config(config: dict[str, Any], display_name: str | None) -> tuple[BacktestConfig, str | None]:
+    try:
+        parsed = BacktestConfig.model_validate(config)
+    except ValidationError as error:
+        fields = [{"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in error.errors()]
+        raise AppError("invalid backtest config", code="BACKTEST_INVALID_CONFIG", status=422, details=fields) from None
+    return parsed, display_name or parsed.display_name
+
+
+def _runnable(strategy: Strategy) -> dict[str, Any]:
+    if strategy.status != strategy_rules.ACTIVE:
+        raise Conflict(f"the strategy is {strategy.status}; activate it to backtest", code="BACKTEST_STRATEGY_INACTIVE")
+    try:
+        return strategy_rules.validate_parameters(strategy.template, strategy.parameters)
+    except strategy_rules.ParameterError as error:
+        raise AppError(
+            "the strategy's parameters cannot run",
+            code="BACKTEST_INVALID_PARAMETERS",
+            status=422,
+            details=error.problems,
+        ) from None
+
+
+async def create(
+    platform: Platform,
+    user: User,
+    strategy_id: str,
+    config: dict[str, Any],
+    *,
+    idempotency_key: str | None = None,
+    display_name: str | None = None,
+    context: str = "backtest",
+) -> tuple[Backtest, Job, bool]:
+    """A new backtest and its job, in one transaction, then its workflow (True); or, for a repeated
+    idempotency key with the same request, the existing one (False)."""
+    parsed, name = _config(config, display_name)
+    stored = parsed.stored()
+    if idempotency_key is not None:
+        existing = await _by_key(platform, user, idempotency_key)
+        if existing is not None:
+            return *_same_request(existing, strategy_id, stored), False
+    try:
+        async with platform.db.session() as session:
+            # Locked, so that the strategy cannot be deleted or deactivated while its backtest is created.
+            strategy = await session.get(Strategy, strategy_id, with_for_update=True)
+            if strategy is None or strategy.user_id != user.id:
+                raise AccessDenied(context)
+            parameters = _runnable(strategy)
+            backtest = Backtest(
+                id=new_id(),
+                user_id=user.id,
+                strategy_id=strategy.id,
+                template=strategy.template,
+                parameters=parameters,
+                config=stored,
+                idempotency_key=idempotency_key,
+                display_name=name,
+            )
+            job = await _new_job(session, backtest, attempt=1)
+            session.add(backtest)
+    except IntegrityError:
+        if idempotency_key is None:
+            raise
+        # A concurrent request with the same key won the race: answer as for a repeat.
+        existing = await _by_key(platform, user, idempotency_key)
+        return *_same_request(existing, strategy_id, stored), False
+    await jobs.dispatch(platform, job)
+    return backtest, job, True
+
+
+async def _new_job(session, backtest: Backtest, attempt: int) -> Job:
+    job = Job(
+        id=new_id(),
+        user_id=backtest.user_id,
+        task_type=TASK_TYPE,
+        payload={"backtestId": backtest.id},
+        idempotency_key=f"backtest:{backtest.id}:{attempt}",
+        attempt=attempt,
+    )
+    job.dispatch_id = jobs.dispatch_id(job)
+    session.add(job)
+    await session.flush()  # the job row first: the backtest references it
+    backtest.job_id = job.id
+    session.add(JobLogLine(job_id=job.id, message=f"queued backtest {backtest.id} (run {attempt})"))
+    return job
+
+
+async def _by_key(platform: Platform, user: User, key: str) -> tuple[Backtest, Job] | None:
+    async with platform.db.session() as session:
+        row = (
+            await session.execute(
+                select(Backtest, Job)
+                .join(Job, Job.id == Backtest.job_id)
+                .where(Backtest.user_id == user.id, Backtest.idempotency_key == key)
+            )
+        ).first()
+    return None if row is None else (row[0], row[1])
+
+
+def _same_request(existing: tuple[Backtest, Job], strategy_id: str, config: dict[str, Any]) -> tuple[Backtest, Job]:
+    backtest = existing[0]
+    same_config = json.dumps(backtest.config, sort_keys=True) == json.dumps(config, sort_keys=True)
+    if backtest.strategy_id != strategy_id or not same_config:
+        raise Conflict("this idempotency key was used for another backtest", code="BACKTEST_IDEMPOTENCY_CONFLICT")
+    return existing
+
+
+async def get(platform: Platform, user: User, backtest_id: str) -> tuple[Backtest, Job]:
+    async with platform.db.session() as session:
+        backtest = await session.get(Backtest, backtest_id)
+        job = await session.get(Job, backtest.job_id) if backtest is not None else None
+    if backtest is None or backtest.user_id != user.id:
+        raise AccessDenied("backtest")
+    return backtest, job
+
+
+def _conditions(user: User, strategy_id: str | None, status: str | None) -> list[Any]:
+    conditions = [Backtest.user_id == user.id]
+    if strategy_id:
+        conditions.append(Backtest.strategy_id == strategy_id)
+    if status:
+        conditions.append(Job.status == JOB_STATUS_OF[status])
+    return conditions
+
+
+async def list_backtests(
+    platform: Platform,
+    user: User,
+    *,
+    strategy_id: str | None = None,
+    status: str | None = None,
+    page: int = 1,
+    page_size: int = 20,
+    exclude: str | None = None,
+) -> tuple[list[BacktestOut], int]:
+    conditions = _conditions(user, strategy_id, status)
+    if exclude:
+        conditions.append(Backtest.id != exclude)
+    joined = select(Backtest, Job).join(Job, Job.id == Backtest.job_id).where(*conditions)
+    async with platform.db.session() as session:
+        total = await session.scalar(
+            select(func.count()).select_from(Backtest).join(Job, Job.id == Backtest.job_id).where(*conditions)
+        )
+        rows = await session.execute(
+            joined.order_by(Backtest.created_at.desc(), Backtest.id).offset((page - 1) * page_size).limit(page_size)
+        )
+        return [view(b, j) for b, j in rows], int(total or 0)
+
+
+async def statistics(platform: Platform, user: User, strategy_id: str | None = None) -> dict[str, Any]:
+    """Counts by status, and the averages of the completed backtests' headline metrics."""
+    conditions = _conditions(user, strategy_id, None)
+    counted = {
+        status: func.sum(case((Job.status == job_status, 1), else_=0)) for status, job_status in JOB_STATUS_OF.items()
+    }
+    async with platform.db.session() as session:
+        counts = (
+            await session.execute(
+                select(*counted.values(), func.count())
+                .select_from(Backtest)
+                .join(Job, Job.id == Backtest.job_id)
+                .where(*conditions)
+            )
+        ).one()
+        completed = list(
+            await session.scalars(
+                select(Backtest.metrics)
+                .join(Job, Job.id == Backtest.job_id)
+                .where(*conditions, Job.status == job_states.SUCCEEDED, Backtest.metrics.is_not(None))
+            )
+        )
+    stats = {f"{status}Count": int(count or 0) for status, count in zip(counted, counts[:-1], strict=True)}
+    stats["totalCount"] = int(counts[-1] or 0)
+    for metric in ("returnRate", "maxDrawdown", "winRate", "sharpeRatio"):
+        values = [m[metric] for m in completed if m.get(metric) is not None]
+        stats[f"average{metric[0].upper()}{metric[1:]}"] = sum(values) / len(values) if values else None
+    return stats
+
+
+async def compare(platform: Platform, user: User, task_ids: list[str]) -> dict[str, Any]:
+    """The metrics of several of the user's backtests side by side, with the best and worst return."""
+    tasks = []
+    for task_id in dict.fromkeys(task_ids):
+        backtest, job = await get(platform, user, task_id)
+        tasks.append(
+            {
+                "taskId": backtest.id,
+                "strategyId": backtest.strategy_id,
+                "displayName": backtest.display_name,
+                "template": backtest.template,
+                "status": STATUS_OF_JOB[job.status],
+                "metrics": backtest.metrics,
+            }
+        )
+    ranked = sorted(
+        (t for t in tasks if t["metrics"] and t["metrics"].get("returnRate") is not None),
+        key=lambda t: t["metrics"]["returnRate"],
+    )
+    summary = {
+        "comparedCount": len(tasks),
+        "completedCount": len(ranked),
+        "bestReturnRate": ranked[-1]["metrics"]["returnRate"] if ranked else None,
+        "worstReturnRate": ranked[0]["metrics"]["returnRate"] if ranked else None,
+        "bestTaskId": ranked[-1]["taskId"] if ranked else None,
+        "worstTaskId": ranked[0]["taskId"] if ranked else None,
+    }
+    return {"tasks": tasks, "summary": summary}
+
+
+async def result(platform: Platform, user: User, backtest_id: str) -> dict[str, Any]:
+    backtest, job = await get(platform, user, backtest_id)
+    if job.status != job_states.SUCCEEDED or backtest.result is None:
+        raise NotFound(
+            f"the backtest is {STATUS_OF_JOB[job.status]}; its result exists once it has completed",
+            code="BACKTEST_RESULT_NOT_READY",
+        )
+    return {**backtest.result, "displayName": backtest.display_name, "status": COMPLETED}
+
+
+async def rename(platform: Platform, user: User, backtest_id: str, display_name: str) -> BacktestOut:
+    await get(platform, user, backtest_id)
+    async with platform.db.session() as session:
+        backtest = await session.get(Backtest, backtest_id, with_for_update=True)
+        backtest.display_name = display_name
+    return view(*await get(platform, user, backtest_id))
+
+
+async def cancel(platform: Platform, user: User, backtest_id: str) -> BacktestOut:
+    """Cancels the workflow; its job, and so the backtest, ends cancelled."""
+    backtest, job = await get(platform, user, backtest_id)
+    if STATUS_OF_JOB[job.status] not in ACTIVE:
+        raise invalid_state(f"a {STATUS_OF_JOB[job.status]} backtest cannot be cancelled")
+    await jobs.cancel(platform, user, job.id)
+    return view(*await get(platform, user, backtest_id))
+
+
+async def retry(platform: Platform, user: User, backtest_id: str) -> BacktestOut:
+    """A failed or cancelled backtest runs again as a new job of the same workflow id, from a clean slate."""
+    await get(platform, user, backtest_id)
+    async with platform.db.session() as session:
+        backtest = await session.get(Backtest, backtest_id, with_for_update=True)
+        current = await session.get(Job, backtest.job_id)
+        if STATUS_OF_JOB[current.status] not in (FAILED, CANCELLED):
+            raise invalid_state(f"a {STATUS_OF_JOB[current.status]} backtest cannot be retried")
+        backtest.result = backtest.metrics = None
+        job = await _new_job(session, backtest, attempt=current.attempt + 1)
+    await jobs.dispatch(platform, job)
+    return view(*await get(platform, user, backtest_id))
+
+
+async def transition(platform: Platform, user: User, backtest_id: str, to_status: str) -> BacktestOut:
+    """The reference's state machine on a workflow-run backtest: → cancelled cancels the run, → pending
+    (from failed or cancelled) runs it again; running, completed and failed are reached by the run only."""
+    backtest, job = await get(platform, user, backtest_id)
+    if to_status == CANCELLED:
+        return await cancel(platform, user, backtest_id)
+    if to_status == PENDING:
+        return await retry(platform, user, backtest_id)
+    raise invalid_state(f"a backtest becomes {to_status} by running; it is {STATUS_OF_JOB[job.status]}")
+
+
+async def delete(platform: Platform, user: User, backtest_id: str) -> None:
+    await get(platform, user, backtest_id)
+    async with platform.db.session() as session:
+        backtest = await session.get(Backtest, backtest_id, with_for_update=True)
+        job = await session.get(Job, backtest.job_id)
+        if STATUS_OF_JOB[job.status] not in DELETABLE:
+            raise Conflict(
+                f"a {STATUS_OF_JOB[job.status]} backtest cannot be deleted; cancel it first",
+                code="BACKTEST_DELETE_INVALID_STATE",
+            )
+        await session.delete(backtest)
+
+
+async def running_count(session, strategy_id: str) -> int:
+    """Backtests of the strategy still pending or running: while any is, the strategy cannot be deleted."""
+    return await session.scalar(
+        select(func.count())
+        .select_from(Backtest)
+        .join(Job, Job.id == Backtest.job_id)
+        .where(Backtest.strategy_id == strategy_id, Job.status.in_([JOB_STATUS_OF[s] for s in ACTIVE]))
+    )
