@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from temporalio import activity
 
 from activities.jobs import activity_error, append_log, set_progress
-from activities.market_data import MarketDataActivities
+from activities.market_data import MarketDataActivities, keep_heartbeating
 from db.engine import Database
 from db.models import Backtest, Job
 from domain import backtest as backtests
@@ -25,6 +25,13 @@ class BacktestActivities:
     @activity.defn(name=LOAD_BARS_ACTIVITY)
     async def load_bars(self, job_id: str) -> dict[str, Any]:
         """Sync what the store lacks of the backtest's range, and check there are bars enough to trade."""
+        beat = asyncio.create_task(keep_heartbeating("loading bars"))
+        try:
+            return await self._load_bars(job_id)
+        finally:
+            beat.cancel()
+
+    async def _load_bars(self, job_id: str) -> dict[str, Any]:
         backtest, config = await self._backtest(job_id)
         item = await self._market.sync_symbol(job_id, config.symbol, config.as_sync())
         if item["status"] != "ok":
@@ -52,16 +59,21 @@ class BacktestActivities:
     @activity.defn(name=RUN_ACTIVITY)
     async def run(self, job_id: str) -> dict[str, Any]:
         """The engine over the stored bars; the result is stored before the job can succeed."""
+        beat = asyncio.create_task(keep_heartbeating("running"))
+        try:
+            return await self._run(job_id)
+        finally:
+            beat.cancel()
+
+    async def _run(self, job_id: str) -> dict[str, Any]:
         backtest, config = await self._backtest(job_id)
-        activity.heartbeat("reading bars")
         bars = await self._market.stored_bars(config.symbol, config.timeframe, config.as_sync())
         await set_progress(self._db, job_id, 0.5)
-        activity.heartbeat("running the engine")
         try:
             computed = await asyncio.to_thread(backtests.run, bars, backtest.template, backtest.parameters, config)
         except InsufficientData as error:
             raise activity_error("BACKTEST_INSUFFICIENT_DATA", str(error), retryable=False) from None
-        activity.heartbeat("storing the result")
+        await set_progress(self._db, job_id, 0.8)
         body = {
             "taskId": backtest.id,
             "strategyId": backtest.strategy_id,

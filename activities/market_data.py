@@ -53,7 +53,7 @@ class MarketDataActivities:
             activity.heartbeat(done)
             await set_progress(self._db, job_id, len(done) / len(request.symbols))
 
-        beat = asyncio.create_task(_keep_heartbeating(done))
+        beat = asyncio.create_task(keep_heartbeating(done))
         try:
             await asyncio.gather(*(one(s) for s in request.symbols if s not in done))
         finally:
@@ -239,12 +239,13 @@ def _calculate_all(request: IndicatorsRequest, bars: pd.DataFrame) -> list[dict[
     return results
 
 
-async def _keep_heartbeating(done: dict[str, Any]) -> None:
-    """Heartbeat while a slow symbol is being fetched, so only a dead worker misses its deadline."""
+async def keep_heartbeating(details: Any) -> None:
+    """Heartbeat ``details`` until cancelled, so that only a dead worker misses its heartbeat deadline,
+    however long one step (a slow fetch, a large query) takes."""
     timeout = activity.info().heartbeat_timeout
     interval = timeout.total_seconds() / 3 if timeout else 10.0
     while True:
-        activity.heartbeat(done)
+        activity.heartbeat(details)
         await asyncio.sleep(interval)
 
 

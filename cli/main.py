@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from cli import accounts, indicators, jobs, market, stack, strategies
+from cli import accounts, backtests, demo, indicators, jobs, market, stack, strategies
 from core.logging import configure_logging
 from core.settings import get_settings
 
@@ -88,6 +88,8 @@ jobs.register(cli)
 market.register(cli)
 indicators.register(cli)
 strategies.register(cli)
+backtests.register(cli)
+demo.register(cli)
 
 
 def main() -> None:

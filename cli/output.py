@@ -28,7 +28,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _table(rows: list[dict[str, Any]]) -> str:
+def render_table(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "(none)"
     columns = list(rows[0].keys())
@@ -45,7 +45,7 @@ def emit(value: Any) -> None:
         rows = data.get("items", data) if isinstance(data, dict) else data
         if isinstance(rows, dict):  # one record: a field/value table reads better than one wide row
             rows = [{"field": key, "value": value} for key, value in rows.items()]
-        click.echo(_table([r if isinstance(r, dict) else {"value": r} for r in rows]))
+        click.echo(render_table([r if isinstance(r, dict) else {"value": r} for r in rows]))
     else:
         click.echo(json.dumps(data, indent=2, ensure_ascii=False))
 

@@ -92,3 +92,64 @@ async def test_killed_worker_loses_nothing(idle_stack):
                 process.terminate()
                 process.wait(timeout=30)
         await stack.temporal.get_schedule_handle(f"job-reconciler-{stack.settings.task_queue}").delete()
+
+
+BACKTEST_CONFIG = {"symbol": "NVDA", "timeframe": "1Hour", "startDate": "2018-01-02", "endDate": "2025-12-31"}
+
+
+async def backtest_state(stack, headers, backtest_id) -> dict:
+    return (await stack.http.get(f"/backtests/{backtest_id}", headers=headers)).json()["data"]
+
+
+async def completed_result(stack, headers, backtest_id) -> dict:
+    for _ in range(1200):
+        backtest = await backtest_state(stack, headers, backtest_id)
+        if backtest["status"] in ("completed", "failed"):
+            break
+        await asyncio.sleep(0.1)
+    assert backtest["status"] == "completed", backtest
+    return (await stack.http.get(f"/backtests/{backtest_id}/result", headers=headers)).json()["data"]
+
+
+async def test_killed_worker_mid_backtest_gives_the_uninterrupted_result(idle_stack):
+    stack = idle_stack
+    email, password = f"backtest-{uuid.uuid4().hex[:8]}@example.com", "Recover1Password"
+    created = await stack.cli("users", "create", "--email", email, input=f"{password}\n{password}\n")
+    assert created.exit_code == 0, created.output
+    headers = await stack.login(email, password)
+    body = {"name": "cross", "template": "moving_average", "parameters": {"shortWindow": 10, "longWindow": 50}}
+    strategy = (await stack.http.post("/strategies", json=body, headers=headers)).json()["data"]
+    await stack.http.post(f"/strategies/{strategy['id']}/activate", headers=headers)
+
+    async def submit() -> str:
+        task = {"strategyId": strategy["id"], "config": BACKTEST_CONFIG}
+        return (await stack.http.post("/backtests/tasks", json=task, headers=headers)).json()["data"]["backtestTask"][
+            "id"
+        ]
+
+    interrupted = await submit()
+    first, second = start_worker(stack), None
+    try:
+        for _ in range(3000):
+            if (await backtest_state(stack, headers, interrupted))["status"] != "pending":
+                break
+            await asyncio.sleep(0.01)
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        at_kill = await backtest_state(stack, headers, interrupted)
+        assert at_kill["status"] == "running", at_kill  # killed mid-run, not before or after
+
+        second = start_worker(stack)
+        resumed = await completed_result(stack, headers, interrupted)
+        job = (await stack.http.get(f"/jobs/{at_kill['jobId']}", headers=headers)).json()["data"]
+        assert job["status"] == "succeeded" and len([line for line in job["logs"] if "started" in line["message"]]) == 1
+        uninterrupted = await completed_result(stack, headers, await submit())
+    finally:
+        for process in (first, second):
+            if process is not None and process.poll() is None:
+                process.terminate()
+                process.wait(timeout=30)
+        await stack.temporal.get_schedule_handle(f"job-reconciler-{stack.settings.task_queue}").delete()
+    assert resumed["metrics"]["barCount"] > 10_000
+    for key in ("equityCurve", "dailyReturns", "trades", "metrics"):
+        assert resumed[key] == uninterrupted[key], key
