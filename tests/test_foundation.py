@@ -20,6 +20,7 @@ from core.logging import RedactingFilter, redact
 from db.base import Base
 from db.engine import sync_url
 from workflows.auth_token import AuthTokenWorkflow
+from workflows.backtest import BacktestWorkflow
 from workflows.job import JobWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -76,13 +77,15 @@ def test_redaction_applies_to_arguments_and_tracebacks():
 
 
 async def test_recorded_token_workflow_histories_replay():
-    """Histories of real runs (tokens consumed and expired, jobs succeeded and failed) must replay: a change
-    that would break workflows in flight fails here."""
+    """Histories of real runs (tokens consumed and expired, jobs and backtests succeeded and failed) must
+    replay: a change that would break workflows in flight fails here."""
     histories = [
         WorkflowHistory.from_json(path.stem, json.loads(path.read_text())) for path in sorted(HISTORIES.glob("*.json"))
     ]
-    assert len(histories) >= 4
-    replayer = Replayer(workflows=[AuthTokenWorkflow, JobWorkflow], data_converter=pydantic_data_converter)
+    assert len(histories) >= 6
+    replayer = Replayer(
+        workflows=[AuthTokenWorkflow, JobWorkflow, BacktestWorkflow], data_converter=pydantic_data_converter
+    )
     for history in histories:
         result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
         assert result.replay_failure is None, f"{history.workflow_id}: {result.replay_failure}"
