@@ -258,12 +258,14 @@ async def compare(platform: Platform, user: User, task_ids: list[str]) -> dict[s
 
 async def result(platform: Platform, user: User, backtest_id: str) -> dict[str, Any]:
     backtest, job = await get(platform, user, backtest_id)
-    if job.status != job_states.SUCCEEDED or backtest.result is None:
+    async with platform.db.session() as session:
+        body = await session.scalar(select(Backtest.result).where(Backtest.id == backtest_id))
+    if job.status != job_states.SUCCEEDED or body is None:
         raise NotFound(
             f"the backtest is {STATUS_OF_JOB[job.status]}; its result exists once it has completed",
             code="BACKTEST_RESULT_NOT_READY",
         )
-    return {**backtest.result, "displayName": backtest.display_name, "status": COMPLETED}
+    return {**body, "displayName": backtest.display_name, "status": COMPLETED}
 
 
 async def rename(platform: Platform, user: User, backtest_id: str, display_name: str) -> BacktestOut:

@@ -28,4 +28,5 @@ class Backtest(IdMixin, TimestampMixin, Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(128))
     display_name: Mapped[str | None] = mapped_column(String(120))
     metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # One point per bar: loaded only by the routes that return it, not with every read of the row.
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON, deferred=True)
