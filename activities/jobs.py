@@ -13,7 +13,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from db.base import utcnow
-from db.engine import Database
+from db.engine import Database, serialize
 from db.models import Job, JobLogLine
 from domain import jobs as lifecycle
 from workflows.job import FINISH_ACTIVITY, RECONCILE_ACTIVITY, START_ACTIVITY, JobOutcome
@@ -52,6 +52,12 @@ class JobActivities:
         async with self._db.session() as session:
             job = await session.get(Job, job_id, with_for_update=True)
             if job is None or job.status != lifecycle.QUEUED:
+                return False
+            # Jobs of one user and task type count their running peers one at a time, or two could both
+            # see a free slot.
+            await serialize(session, f"job-slot:{job.user_id}:{job.task_type}")
+            await session.refresh(job)  # SQLite read it before the lock: read it again under it
+            if job.status != lifecycle.QUEUED:
                 return False
             limit = lifecycle.REGISTRY[job.task_type].tier.concurrency_limit
             running = await session.scalar(

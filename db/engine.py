@@ -71,3 +71,13 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+async def serialize(session: AsyncSession, key: str) -> None:
+    """Hold a lock named ``key`` until the session's transaction ends, so that check-then-write sequences on
+    the same key (a count against a limit, then an insert) run one at a time across processes."""
+    if session.bind.dialect.name == "postgresql":
+        await session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key})
+    else:
+        # SQLite has one write lock: a write statement (matching nothing) takes it until commit.
+        await session.execute(text("DELETE FROM rate_limit_hits WHERE id = ''"))

@@ -5,10 +5,11 @@ from __future__ import annotations
 import math
 from datetime import timedelta
 
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.base import utcnow
+from db.engine import serialize
 from db.models import RateLimitHit
 
 
@@ -43,18 +44,8 @@ async def consume(session: AsyncSession, scope: str, key: str, limit: int, windo
 
     Returns None when the event is allowed (and counted), else the seconds until it would be.
     """
-    await _lock(session, scope, key)
+    await serialize(session, f"{scope}:{key}")
     wait = await retry_after(session, scope, key, limit, window_seconds)
     if wait is None:
         await hit(session, scope, key, window_seconds)
     return wait
-
-
-async def _lock(session: AsyncSession, scope: str, key: str) -> None:
-    if session.bind.dialect.name == "postgresql":
-        await session.execute(
-            text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": f"{scope}:{key}"}
-        )
-    else:
-        # SQLite: a write statement (matching nothing) takes the database write lock until commit.
-        await session.execute(delete(RateLimitHit).where(RateLimitHit.id == ""))

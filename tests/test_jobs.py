@@ -10,9 +10,12 @@ import uuid
 import pandas as pd
 import pytest
 from sqlalchemy import func, select
+from temporalio.exceptions import ApplicationError
 
+from activities.jobs import JobActivities
+from core.settings import Settings
 from db.engine import Database
-from db.models import MarketBar
+from db.models import Job, MarketBar, User
 from tests.conftest import open_stack
 from worker import build_worker, ensure_schedules
 
@@ -218,3 +221,33 @@ async def test_a_sync_fills_holes_between_earlier_ranges(stack):
     assert whole["fetchedCount"] == days("2023-03-01", "2023-05-31")  # the hole only
     assert whole["rowCount"] == days("2023-01-01", "2023-07-31") == await stored_bars(stack, "KO")
     assert (await sync("2023-02-01", "2023-06-30"))["fetchedCount"] == 0
+
+
+async def test_parallel_starts_never_exceed_the_users_limit(database_url):
+    """Many queued jobs of one user start at once: exactly the tier's limit of them may run."""
+    db = Database.from_settings(Settings(database_url=database_url))
+    try:
+        async with db.session() as session:
+            user = User(email=f"limit-{uuid.uuid4().hex[:8]}@example.com", password_hash="-")
+            session.add(user)
+            await session.flush()
+            jobs = [
+                Job(user_id=user.id, task_type="market_data_sync", payload={}, idempotency_key=f"k{i}")
+                for i in range(8)
+            ]
+            session.add_all(jobs)
+        starter = JobActivities(db, None)
+
+        async def start(job_id: str) -> bool | str:
+            try:
+                return await starter.start_job(job_id, f"job-{job_id}", "run")
+            except ApplicationError as refused:
+                return refused.type
+
+        outcomes = await asyncio.gather(*(start(job.id) for job in jobs))
+        async with db.session() as session:
+            running = await session.scalar(select(func.count()).select_from(Job).where(Job.status == "running"))
+    finally:
+        await db.dispose()
+    assert outcomes.count(True) == running == 2  # the batch tier's limit
+    assert outcomes.count("CONCURRENCY_LIMIT_EXCEEDED") == 6
