@@ -15,7 +15,7 @@ from domain import strategies as rules
 from services import accounts, backtests, strategies, users
 from services.platform import CLI_CLIENT, Platform
 
-DEMO_EMAIL = "demo@quantpoly.local"
+DEMO_EMAIL = "demo@example.com"
 DEMO_CONFIG = {"symbol": "AAPL", "startDate": "2021-01-04", "endDate": "2024-12-31", "commissionRate": 0.0005}
 POLL_SECONDS = 0.5
 
@@ -43,10 +43,13 @@ async def _demo_strategy(platform: Platform, user: User, template: str) -> Strat
 
 
 async def _wait_all(platform: Platform, user: User, backtest_ids: list[str]) -> None:
+    shown = -1
     while True:
         states = [backtests.view(*await backtests.get(platform, user, i)).status for i in backtest_ids]
         done = sum(s not in backtests.ACTIVE for s in states)
-        click.echo(f"\r{done}/{len(states)} backtests finished", nl=False, err=True)
+        if done != shown:
+            click.echo(f"\r{done}/{len(states)} backtests finished", nl=False, err=True)
+            shown = done
         if done == len(states):
             click.echo(err=True)
             return

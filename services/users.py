@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -112,6 +113,11 @@ class UserChanges:
 
 
 def _check_changes(changes: UserChanges) -> None:
+    if changes.email is not None:
+        try:  # as the API's EmailStr checks it, so that every account made here can also sign in
+            validate_email(changes.email, check_deliverability=False)
+        except EmailNotValidError as error:
+            raise InvalidInput(f"invalid email address: {error}", code="INVALID_EMAIL") from None
     if changes.role is not None and changes.role not in ROLES:
         raise InvalidInput(f"role must be one of {', '.join(ROLES)}", code="INVALID_ROLE")
     if changes.level is not None and changes.level not in LEVELS:

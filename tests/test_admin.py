@@ -379,3 +379,10 @@ async def test_audit_events_filtered_by_time_window(stack):
     assert future["total"] == 0
     none_before = data(await stack.http.get("/admin/audit-events", headers=headers, params={"until": "2000-01-01"}))
     assert none_before["total"] == 0
+
+
+async def test_cli_create_refuses_an_address_that_could_not_sign_in(stack):
+    result = await stack.cli(
+        "users", "create", "--email", "ops@quantpoly.local", input=f"{ADMIN_PASSWORD}\n{ADMIN_PASSWORD}\n"
+    )
+    assert result.exit_code == 1 and "INVALID_EMAIL" in result.stderr
