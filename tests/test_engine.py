@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import FrozenInstanceError, fields
+
 import numpy as np
 import pytest
 
 from domain import indicators
-from domain.engine import ExecutionConfig, run, target_positions
+from domain.engine import ExecutionConfig, Trade, run, target_positions
 
 
 def test_target_positions_follow_entries_until_exits():
@@ -83,3 +85,48 @@ def test_bad_configuration_is_refused():
         ExecutionConfig(initial_capital=-1)
     with pytest.raises(ValueError):
         run(np.ones(3), np.ones(4), np.zeros(4, bool), np.zeros(4, bool), ExecutionConfig())
+
+
+def reference_trades(open_, close, entries, exits, config: ExecutionConfig) -> tuple[list[tuple], float]:
+    """Cash carried trade by trade, the plain way: (entry bar, exit bar, buy, sell, units, pnl) and final cash."""
+    held = np.concatenate(([0], target_positions(entries, exits)[:-1])).astype(int)
+    changes = np.diff(held, prepend=0, append=0)
+    starts, ends = np.flatnonzero(changes == 1), np.flatnonzero(changes == -1)
+    slip, c, cash, n = config.slippage_bps / 10_000, config.commission_rate, config.initial_capital, len(close)
+    trades = []
+    for start, end in zip(starts, ends, strict=True):
+        buy = open_[start] * (1 + slip)
+        sell = close[-1] if end == n else open_[end] * (1 - slip)
+        units = config.position_fraction * cash / (buy * (1 + c))
+        units = units if config.fractional else np.floor(units)
+        pnl = units * sell * (1 - c) - units * buy * (1 + c)
+        cash += pnl
+        trades.append((start, min(end, n - 1), buy, sell, units, pnl))
+    return trades, cash
+
+
+@pytest.mark.parametrize("fractional", [True, False])
+def test_cash_compounds_as_when_carried_trade_by_trade(fractional):
+    rng = np.random.default_rng(5)
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.02, 2000)))
+    open_ = np.concatenate(([close[0]], close[:-1])) * (1 + rng.normal(0, 0.003, 2000))
+    config = ExecutionConfig(commission_rate=0.002, slippage_bps=3, position_fraction=0.7, fractional=fractional)
+    result = run(open_, close, *crossover_signals(close), config)
+    expected, cash = reference_trades(open_, close, *crossover_signals(close), config)
+    assert len(result.trades) == len(expected) > 50
+    got = [(t.entry_bar, t.exit_bar, t.entry_price, t.exit_price, t.quantity, t.pnl) for t in result.trades]
+    np.testing.assert_allclose(np.array(got), np.array(expected), rtol=1e-9)
+    assert result.equity[-1] == pytest.approx(cash, rel=1e-9)
+
+
+def test_trades_are_ordinary_frozen_trades():
+    rng = np.random.default_rng(3)
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.02, 300)))
+    trade = run(close, close, *crossover_signals(close), ExecutionConfig()).trades[0]
+    rebuilt = Trade(**{f.name: getattr(trade, f.name) for f in fields(Trade)})
+    assert trade == rebuilt and hash(trade) == hash(rebuilt) and repr(trade) == repr(rebuilt)
+    assert type(trade.entry_bar) is int and type(trade.quantity) is float
+    with pytest.raises(FrozenInstanceError):
+        trade.pnl = 0.0
+    # The engine fills a Trade's fields without calling __init__, so nothing may hang on it.
+    assert not hasattr(Trade, "__post_init__") and "__slots__" not in vars(Trade)
