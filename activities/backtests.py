@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from temporalio import activity
 
 from activities.jobs import activity_error, append_log, set_progress
-from activities.market_data import MarketDataActivities, keep_heartbeating
+from activities.market_data import MarketDataActivities, heartbeating
 from db.engine import Database
 from db.models import Backtest, Job
 from domain import backtest as backtests
@@ -25,11 +25,8 @@ class BacktestActivities:
     @activity.defn(name=LOAD_BARS_ACTIVITY)
     async def load_bars(self, job_id: str) -> dict[str, Any]:
         """Sync what the store lacks of the backtest's range, and check there are bars enough to trade."""
-        beat = asyncio.create_task(keep_heartbeating("loading bars"))
-        try:
+        async with heartbeating("loading bars"):
             return await self._load_bars(job_id)
-        finally:
-            beat.cancel()
 
     async def _load_bars(self, job_id: str) -> dict[str, Any]:
         backtest, config = await self._backtest(job_id)
@@ -59,11 +56,8 @@ class BacktestActivities:
     @activity.defn(name=RUN_ACTIVITY)
     async def run(self, job_id: str) -> dict[str, Any]:
         """The engine over the stored bars; the result is stored before the job can succeed."""
-        beat = asyncio.create_task(keep_heartbeating("running"))
-        try:
+        async with heartbeating("running"):
             return await self._run(job_id)
-        finally:
-            beat.cancel()
 
     async def _run(self, job_id: str) -> dict[str, Any]:
         backtest, config = await self._backtest(job_id)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -53,11 +55,8 @@ class MarketDataActivities:
             activity.heartbeat(done)
             await set_progress(self._db, job_id, len(done) / len(request.symbols))
 
-        beat = asyncio.create_task(keep_heartbeating(done))
-        try:
+        async with heartbeating(done):
             await asyncio.gather(*(one(s) for s in request.symbols if s not in done))
-        finally:
-            beat.cancel()
         items = [done[s] for s in request.symbols]
         failures = [i for i in items if i["status"] != "ok"]
         if len(failures) == len(items):
@@ -239,14 +238,23 @@ def _calculate_all(request: IndicatorsRequest, bars: pd.DataFrame) -> list[dict[
     return results
 
 
-async def keep_heartbeating(details: Any) -> None:
-    """Heartbeat ``details`` until cancelled, so that only a dead worker misses its heartbeat deadline,
+@asynccontextmanager
+async def heartbeating(details: Any) -> AsyncIterator[None]:
+    """Heartbeat ``details`` while the block runs, so that only a dead worker misses its heartbeat deadline,
     however long one step (a slow fetch, a large query) takes."""
     timeout = activity.info().heartbeat_timeout
     interval = timeout.total_seconds() / 3 if timeout else 10.0
-    while True:
-        activity.heartbeat(details)
-        await asyncio.sleep(interval)
+
+    async def beat() -> None:
+        while True:
+            activity.heartbeat(details)
+            await asyncio.sleep(interval)
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
 
 
 def _coverage_of(symbol: str, timeframe: str, source: str):

@@ -31,7 +31,7 @@ import vectorbt as vbt
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from domain import engine, indicators  # noqa: E402
+from domain import engine, signals  # noqa: E402
 
 TOLERANCE = 1e-6
 CONFIG = engine.ExecutionConfig(initial_capital=100_000.0, commission_rate=0.0001, slippage_bps=0.5)
@@ -45,10 +45,10 @@ def bars(count: int, seed: int = 20240601) -> tuple[np.ndarray, np.ndarray]:
     return open_, close
 
 
-def crossover(close: np.ndarray, short: int = 5, long: int = 20) -> tuple[np.ndarray, np.ndarray]:
-    above = np.nan_to_num(indicators.sma(close, short) - indicators.sma(close, long)) > 0
-    was_above = np.concatenate(([False], above[:-1]))
-    return above & ~was_above, ~above & was_above
+def crossover(close: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The moving_average template's rule (5/20) as the platform runs it."""
+    rule = signals.signals("moving_average", close, {"shortWindow": 5, "longWindow": 20})
+    return rule.entries, rule.exits
 
 
 def vectorbt_inputs(open_, close, entries, exits, config: engine.ExecutionConfig) -> dict:

@@ -3,7 +3,7 @@ from bars, a template's signals, the engine and the metrics."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -77,14 +77,6 @@ class BacktestConfig(BaseModel):
             position_fraction=self.position_fraction,
             fractional=self.fractional,
         )
-
-    @property
-    def start(self) -> datetime:
-        return datetime.combine(self.start_date, time.min, tzinfo=UTC)
-
-    @property
-    def end(self) -> datetime:
-        return datetime.combine(self.end_date, time.max, tzinfo=UTC)
 
 
 def minimum_bars(template: str, parameters: dict[str, Any]) -> int:

@@ -335,3 +335,10 @@ async def open_stack(
 async def stack(database_url, dev_server, smtp_server, tmp_path) -> AsyncIterator[Stack]:
     async for opened in open_stack(database_url, dev_server.client, smtp_server, tmp_path):
         yield opened
+
+
+@pytest_asyncio.fixture
+async def idle_stack(database_url, dev_server, smtp_server, tmp_path) -> AsyncIterator[Stack]:
+    """The API without a worker: jobs wait in Temporal until the test starts one."""
+    async for opened in open_stack(database_url, dev_server.client, smtp_server, tmp_path, with_worker=False):
+        yield opened

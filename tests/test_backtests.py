@@ -12,7 +12,7 @@ from domain import backtest as engine_run
 from domain.backtest import BacktestConfig
 from domain.strategies import TEMPLATES
 from integrations.market_data.synthetic import SyntheticProvider
-from tests.conftest import data, error, open_stack
+from tests.conftest import data, error
 
 PASSWORD = "Backtest1Password"
 CONFIG = {"symbol": "AAPL", "startDate": "2022-01-01", "endDate": "2023-12-31", "commissionRate": 0.001}
@@ -207,13 +207,6 @@ async def test_statistics_compare_related_and_rename(stack):
     assert error(await stack.http.post(f"/backtests/{ids[0]}/cancel", headers=headers), 409)["code"] == (
         "BACKTEST_INVALID_STATE"
     )
-
-
-@pytest.fixture
-async def idle_stack(database_url, dev_server, smtp_server, tmp_path):
-    """No worker: backtests stay pending until cancelled."""
-    async for opened in open_stack(database_url, dev_server.client, smtp_server, tmp_path, with_worker=False):
-        yield opened
 
 
 async def test_pending_backtests_block_deletion_until_cancelled(idle_stack):

@@ -7,7 +7,7 @@ from dataclasses import FrozenInstanceError, fields
 import numpy as np
 import pytest
 
-from domain import indicators
+from domain import signals
 from domain.engine import ExecutionConfig, Trade, run, target_positions
 
 
@@ -53,12 +53,9 @@ def test_an_open_position_is_closed_at_the_last_close():
     assert trade.pnl == pytest.approx(result.equity[-1] - 1000)
 
 
-def crossover_signals(close: np.ndarray, short: int = 5, long: int = 20) -> tuple[np.ndarray, np.ndarray]:
-    fast, slow = indicators.sma(close, short), indicators.sma(close, long)
-    above = np.nan_to_num(fast - slow) > 0
-    crossed_up = above & ~np.concatenate(([False], above[:-1]))
-    crossed_down = ~above & np.concatenate(([False], above[:-1]))
-    return crossed_up, crossed_down
+def crossover_signals(close: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    rule = signals.signals("moving_average", close, {"shortWindow": 5, "longWindow": 20})
+    return rule.entries, rule.exits
 
 
 def test_changing_future_prices_never_changes_past_decisions():

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import vectorbt as vbt
 
-from domain import indicators
+from domain import signals
 from domain.engine import EngineResult, ExecutionConfig, run, target_positions
 
 RTOL = 1e-6
@@ -28,10 +28,10 @@ def random_walk(bars: int, seed: int = 7) -> tuple[np.ndarray, np.ndarray]:
     return open_, close
 
 
-def crossover(close: np.ndarray, short: int = 5, long: int = 20) -> tuple[np.ndarray, np.ndarray]:
-    above = np.nan_to_num(indicators.sma(close, short) - indicators.sma(close, long)) > 0
-    was_above = np.concatenate(([False], above[:-1]))
-    return above & ~was_above, ~above & was_above
+def crossover(close: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The moving_average template's rule (5/20) as the platform runs it."""
+    rule = signals.signals("moving_average", close, {"shortWindow": 5, "longWindow": 20})
+    return rule.entries, rule.exits
 
 
 def bars_ending(open_position: bool, at_least: int = 3000) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

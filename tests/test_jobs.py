@@ -8,7 +8,6 @@ import json
 import uuid
 
 import pandas as pd
-import pytest
 from sqlalchemy import func, select
 from temporalio.exceptions import ApplicationError
 
@@ -16,7 +15,6 @@ from activities.jobs import JobActivities
 from core.settings import Settings
 from db.engine import Database
 from db.models import Job, MarketBar, User
-from tests.conftest import open_stack
 from worker import build_worker, ensure_schedules
 
 PASSWORD = "Jobs1Password"
@@ -135,13 +133,6 @@ async def test_another_users_job_is_access_denied_everywhere(stack):
         assert response.status_code == 403, path
         assert response.json()["error"]["code"] == "JOB_ACCESS_DENIED"
     assert (await stack.http.get("/jobs", headers=stranger)).json()["data"]["total"] == 0
-
-
-@pytest.fixture
-async def idle_stack(database_url, dev_server, smtp_server, tmp_path):
-    """The API without a worker: jobs wait in Temporal until a worker is started by the test."""
-    async for opened in open_stack(database_url, dev_server.client, smtp_server, tmp_path, with_worker=False):
-        yield opened
 
 
 async def test_cancel_through_temporal_ends_cancelled(idle_stack):

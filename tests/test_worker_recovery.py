@@ -39,6 +39,15 @@ def start_worker(stack) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, str(ROOT / "worker.py")], env=env, cwd=ROOT)
 
 
+async def stop_workers(stack, *workers: subprocess.Popen | None) -> None:
+    """Stop the workers still running, and the reconciler schedule the first one created."""
+    for process in workers:
+        if process is not None and process.poll() is None:
+            process.terminate()
+            process.wait(timeout=30)
+    await stack.temporal.get_schedule_handle(f"job-reconciler-{stack.settings.task_queue}").delete()
+
+
 async def job_state(stack, headers, job_id) -> dict:
     return (await stack.http.get(f"/jobs/{job_id}", headers=headers)).json()["data"]
 
@@ -87,11 +96,7 @@ async def test_killed_worker_loses_nothing(idle_stack):
         finally:
             await db.dispose()
     finally:
-        for process in (first, second):
-            if process is not None and process.poll() is None:
-                process.terminate()
-                process.wait(timeout=30)
-        await stack.temporal.get_schedule_handle(f"job-reconciler-{stack.settings.task_queue}").delete()
+        await stop_workers(stack, first, second)
 
 
 BACKTEST_CONFIG = {"symbol": "NVDA", "timeframe": "1Hour", "startDate": "2018-01-02", "endDate": "2025-12-31"}
@@ -145,11 +150,7 @@ async def test_killed_worker_mid_backtest_gives_the_uninterrupted_result(idle_st
         assert job["status"] == "succeeded" and len([line for line in job["logs"] if "started" in line["message"]]) == 1
         uninterrupted = await completed_result(stack, headers, await submit())
     finally:
-        for process in (first, second):
-            if process is not None and process.poll() is None:
-                process.terminate()
-                process.wait(timeout=30)
-        await stack.temporal.get_schedule_handle(f"job-reconciler-{stack.settings.task_queue}").delete()
+        await stop_workers(stack, first, second)
     assert resumed["metrics"]["barCount"] > 10_000
     for key in ("equityCurve", "dailyReturns", "trades", "metrics"):
         assert resumed[key] == uninterrupted[key], key

@@ -54,9 +54,8 @@ def accepted(data: Any, created: bool):
     return ok(data, status=202 if created else 200, message="accepted" if created else "ok")
 
 
-@router.post("", status_code=202)
-async def create(body: BacktestIn, user: CurrentUser, platform: PlatformDep):
-    backtest, job, created = await backtests.create(
+async def _create(body: BacktestIn, user, platform):
+    return await backtests.create(
         platform,
         user,
         body.strategy_id,
@@ -64,19 +63,17 @@ async def create(body: BacktestIn, user: CurrentUser, platform: PlatformDep):
         idempotency_key=body.idempotency_key,
         display_name=body.display_name,
     )
+
+
+@router.post("", status_code=202)
+async def create(body: BacktestIn, user: CurrentUser, platform: PlatformDep):
+    backtest, job, created = await _create(body, user, platform)
     return accepted(backtests.view(backtest, job), created)
 
 
 @router.post("/tasks", status_code=202)
 async def create_task(body: BacktestIn, user: CurrentUser, platform: PlatformDep):
-    backtest, job, created = await backtests.create(
-        platform,
-        user,
-        body.strategy_id,
-        body.config,
-        idempotency_key=body.idempotency_key,
-        display_name=body.display_name,
-    )
+    backtest, job, created = await _create(body, user, platform)
     return accepted(task_body(backtest, job), created)
 
 
