@@ -37,10 +37,7 @@ def templates() -> None:
 @command_runner
 async def create(user_email, name, template, parameters_json) -> None:
     """Create a draft strategy; missing parameters take the template's defaults."""
-    try:
-        parameters = json.loads(parameters_json)
-    except json.JSONDecodeError as error:
-        raise click.BadParameter(f"not JSON: {error}", param_hint="--parameters") from None
+    parameters = _parameters(parameters_json)
     async with context.platform(need_temporal=False) as platform:
         user = await find_user(platform, user_email)
         emit(_view(await strategies.create(platform, user, name, template, parameters)))
@@ -72,6 +69,43 @@ async def show(user_email, strategy_id) -> None:
     async with context.platform(need_temporal=False) as platform:
         user = await find_user(platform, user_email)
         emit(_view(await strategies.get(platform, user, strategy_id)))
+
+
+def _parameters(parameters_json: str | None) -> dict | None:
+    if parameters_json is None:
+        return None
+    try:
+        return json.loads(parameters_json)
+    except json.JSONDecodeError as error:
+        raise click.BadParameter(f"not JSON: {error}", param_hint="--parameters") from None
+
+
+@strategies_group.command("update")
+@user_option
+@click.argument("strategy_id")
+@click.option("--name", default=None)
+@click.option("--parameters", "parameters_json", default=None, help="JSON, checked against the template again.")
+@command_runner
+async def update(user_email, strategy_id, name, parameters_json) -> None:
+    """Rename a strategy or change its parameters."""
+    parameters = _parameters(parameters_json)
+    async with context.platform(need_temporal=False) as platform:
+        user = await find_user(platform, user_email)
+        emit(_view(await strategies.update(platform, user, strategy_id, name=name, parameters=parameters)))
+
+
+@strategies_group.command("validate-execution")
+@user_option
+@click.argument("strategy_id")
+@click.option("--parameters", "parameters_json", default=None, help="JSON to check instead of the stored ones.")
+@command_runner
+async def validate_execution(user_email, strategy_id, parameters_json) -> None:
+    """Whether the strategy (or other parameters for it) would run: the problems, if any."""
+    parameters = _parameters(parameters_json)
+    async with context.platform(need_temporal=False) as platform:
+        user = await find_user(platform, user_email)
+        strategy = await strategies.get(platform, user, strategy_id)
+    emit(strategies.check_execution(strategy, parameters))
 
 
 def _transition_command(name: str, target: str, help_text: str) -> None:

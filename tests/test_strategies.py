@@ -141,3 +141,8 @@ async def test_cli_strategies(stack):
     assert bad.exit_code == 1 and "STRATEGY_INVALID_PARAMETERS" in bad.stderr
     templates = json.loads((await stack.cli("strategies", "templates")).stdout)
     assert len(templates) == 6
+    sid = strategy["id"]
+    updated = await stack.cli("strategies", "update", sid, "--user", address, "--parameters", '{"longWindow": 30}')
+    assert json.loads(updated.stdout)["parameters"] == {"shortWindow": 5, "longWindow": 30}
+    check = await stack.cli("strategies", "validate-execution", sid, "--user", address, "--parameters", '{"x": 1}')
+    assert json.loads(check.stdout)["valid"] is False
