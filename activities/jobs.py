@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import func, select
 from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from temporalio.service import RPCError, RPCStatusCode
 
 from db.base import utcnow
@@ -67,7 +67,12 @@ class JobActivities:
             )
             if running >= limit:
                 job.error_code, job.error_message = "CONCURRENCY_LIMIT_EXCEEDED", f"waiting: {running} running"
-                raise ApplicationError(f"{running} {job.task_type} jobs running", type="CONCURRENCY_LIMIT_EXCEEDED")
+                # Benign: waiting for a slot is expected, so the retries are logged at debug level, not as failures.
+                raise ApplicationError(
+                    f"{running} {job.task_type} jobs running",
+                    type="CONCURRENCY_LIMIT_EXCEEDED",
+                    category=ApplicationErrorCategory.BENIGN,
+                )
             job.status, job.started_at, job.progress = lifecycle.RUNNING, utcnow(), 0.0
             job.error_code = job.error_message = None
             job.executor_name, job.dispatch_id, job.run_id = "temporal", workflow_id, run_id

@@ -28,7 +28,7 @@ the overhead per backtest is (orchestrated wall - direct time) / N.
 
 Below the table: the median split of a backtest's latency (the POST, then the server's own created, started
 and finished timestamps, then the poll that saw it), how often start_job refused a job at the per-user limit
-(those retried refusals are counted here instead of being logged with their tracebacks), the most jobs of one
+(counted from temporalio's debug records of those retried refusals), the most jobs of one
 user seen running at once, and how many polls the run cost: the API, the worker and this client share one
 process and its event loop, so polling competes with the work it waits for.
 """
@@ -116,8 +116,8 @@ class Outcome:
 
 
 class LimitRefusals(logging.Filter):
-    """Counts, and keeps out of the output, start_job's refusals at the per-user concurrency limit: each is an
-    activity failure that Temporal retries and that temporalio logs as a warning with a traceback."""
+    """Counts start_job's refusals at the per-user concurrency limit: each is a benign activity failure that
+    Temporal retries and that temporalio logs at debug level. Other debug records stay out of the output."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -128,7 +128,7 @@ class LimitRefusals(logging.Filter):
         if isinstance(error, ApplicationError) and error.type == "CONCURRENCY_LIMIT_EXCEEDED":
             self.count += 1
             return False
-        return True
+        return record.levelno >= logging.INFO
 
 
 def plan(count: int, user_count: int) -> list[Case]:
@@ -276,7 +276,9 @@ async def measure(http: httpx.AsyncClient, platform: Platform, settings: Setting
     strategy_ids = await strategies(http, headers, cases + warm)
 
     refusals = LimitRefusals()
-    logging.getLogger("temporalio.activity").addFilter(refusals)
+    activity_log = logging.getLogger("temporalio.activity")
+    activity_log.setLevel(logging.DEBUG)  # the refusals are debug records: let them reach the counter
+    activity_log.addFilter(refusals)
     require_completed(await run_all(http, headers, strategy_ids, warm, args.poll), "warm-up backtests")
 
     refusals.count = 0  # only the measured run's
@@ -331,7 +333,8 @@ def direct(cases: list[Case], settings: Settings) -> tuple[list[dict[str, Any]],
     bars: dict[str, pd.DataFrame] = {}
     for case, config in zip(cases, configs, strict=True):
         if case.symbol not in bars:
-            frame = provider.bars(case.symbol, config.timeframe, config.start, config.end)
+            span = config.as_sync()
+            frame = provider.bars(case.symbol, config.timeframe, span.start, span.end)
             bars[case.symbol] = frame[["timestamp", "open", "high", "low", "close"]]  # the store's columns
 
     def one_pass() -> tuple[list[dict[str, Any]], float, list[float]]:
