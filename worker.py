@@ -48,7 +48,7 @@ def build_worker(
     auth = AuthActivities(db, mailer or mailer_from_settings(settings), settings)
     jobs = JobActivities(db, client)
     market = MarketDataActivities(db, provider_from_settings(settings), settings)
-    backtests = BacktestActivities(db, market)
+    backtests = BacktestActivities(db, market, settings)
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,

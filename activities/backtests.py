@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from pydantic import ValidationError
@@ -10,17 +11,20 @@ from temporalio import activity
 
 from activities.jobs import activity_error, append_log, set_progress
 from activities.market_data import MarketDataActivities, heartbeating
+from core.settings import Settings
 from db.engine import Database
 from db.models import Backtest, Job
 from domain import backtest as backtests
+from domain import jobs as job_states
 from domain.backtest import BacktestConfig, InsufficientData
 from workflows.backtest import LOAD_BARS_ACTIVITY, RUN_ACTIVITY
 
 
 class BacktestActivities:
-    def __init__(self, db: Database, market: MarketDataActivities) -> None:
+    def __init__(self, db: Database, market: MarketDataActivities, settings: Settings) -> None:
         self._db = db
         self._market = market
+        self._engines = ThreadPoolExecutor(settings.worker_engine_threads, thread_name_prefix="engine")
 
     @activity.defn(name=LOAD_BARS_ACTIVITY)
     async def load_bars(self, job_id: str) -> dict[str, Any]:
@@ -64,7 +68,9 @@ class BacktestActivities:
         bars = await self._market.stored_bars(config.symbol, config.timeframe, config.as_sync())
         await set_progress(self._db, job_id, 0.5)
         try:
-            computed = await asyncio.to_thread(backtests.run, bars, backtest.template, backtest.parameters, config)
+            computed = await asyncio.get_running_loop().run_in_executor(
+                self._engines, backtests.run, bars, backtest.template, backtest.parameters, config
+            )
         except InsufficientData as error:
             raise activity_error("BACKTEST_INSUFFICIENT_DATA", str(error), retryable=False) from None
         await set_progress(self._db, job_id, 0.8)
@@ -104,7 +110,8 @@ class BacktestActivities:
 
     async def _store(self, backtest_id: str, job_id: str, body: dict[str, Any]) -> None:
         async with self._db.session() as session:
+            job = await session.get(Job, job_id, with_for_update=True)
             backtest = await session.get(Backtest, backtest_id, with_for_update=True)
-            # A run superseded by a retry must not overwrite the newer run's result.
-            if backtest is not None and backtest.job_id == job_id:
+            # Only the backtest's current run, still running: not one cancelled meanwhile or superseded by a retry.
+            if backtest is not None and backtest.job_id == job_id and job.status == job_states.RUNNING:
                 backtest.result, backtest.metrics = body, body["metrics"]

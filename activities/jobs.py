@@ -65,18 +65,20 @@ class JobActivities:
                 .select_from(Job)
                 .where(Job.user_id == job.user_id, Job.task_type == job.task_type, Job.status == lifecycle.RUNNING)
             )
-            if running >= limit:
+            if running >= limit:  # stays queued, saying why (committed before the refusal below)
                 job.error_code, job.error_message = "CONCURRENCY_LIMIT_EXCEEDED", f"waiting: {running} running"
-                # Benign: waiting for a slot is expected, so the retries are logged at debug level, not as failures.
-                raise ApplicationError(
-                    f"{running} {job.task_type} jobs running",
-                    type="CONCURRENCY_LIMIT_EXCEEDED",
-                    category=ApplicationErrorCategory.BENIGN,
-                )
-            job.status, job.started_at, job.progress = lifecycle.RUNNING, utcnow(), 0.0
-            job.error_code = job.error_message = None
-            job.executor_name, job.dispatch_id, job.run_id = "temporal", workflow_id, run_id
-            session.add(JobLogLine(job_id=job_id, message=f"started (attempt {job.attempt}, run {run_id})"))
+            else:
+                job.status, job.started_at, job.progress = lifecycle.RUNNING, utcnow(), 0.0
+                job.error_code = job.error_message = None
+                job.executor_name, job.dispatch_id, job.run_id = "temporal", workflow_id, run_id
+                session.add(JobLogLine(job_id=job_id, message=f"started (attempt {job.attempt}, run {run_id})"))
+        if job.status == lifecycle.QUEUED:
+            # Benign: waiting for a slot is expected, so the retries are logged at debug level, not as failures.
+            raise ApplicationError(
+                f"{running} {job.task_type} jobs running",
+                type="CONCURRENCY_LIMIT_EXCEEDED",
+                category=ApplicationErrorCategory.BENIGN,
+            )
         return True
 
     @activity.defn(name=FINISH_ACTIVITY)

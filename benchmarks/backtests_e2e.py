@@ -66,7 +66,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from api.app import create_app  # noqa: E402
 from cli.stack import temporal_binary  # noqa: E402
 from core.settings import Settings  # noqa: E402
-from core.temporal import KIND, USER_ID  # noqa: E402
+from core.temporal import SEARCH_ATTRIBUTES  # noqa: E402
 from db.engine import Database  # noqa: E402
 from db.migrate import upgrade  # noqa: E402
 from domain import backtest as backtests  # noqa: E402
@@ -240,7 +240,7 @@ async def orchestrated(args: argparse.Namespace, database_url: str, tmp: Path) -
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_binary(),
         data_converter=pydantic_data_converter,
-        search_attributes=[KIND, USER_ID],
+        search_attributes=list(SEARCH_ATTRIBUTES),
         dev_server_log_level="error",
     )
     try:

@@ -9,9 +9,12 @@ from temporalio.service import TLSConfig
 
 from core.settings import Settings
 
-# Registered in temporal-dev.yaml; every job workflow carries them so the Web UI can filter by kind and user.
+# Registered in temporal-dev.yaml; every job workflow carries kind and user so the Web UI can filter by them,
+# and a backtest's also its strategy.
 KIND = SearchAttributeKey.for_keyword("QuantpolyKind")
 USER_ID = SearchAttributeKey.for_keyword("QuantpolyUserId")
+STRATEGY_ID = SearchAttributeKey.for_keyword("QuantpolyStrategyId")
+SEARCH_ATTRIBUTES = (KIND, USER_ID, STRATEGY_ID)
 
 
 def _tls(settings: Settings) -> TLSConfig | bool:

@@ -6,6 +6,9 @@ per *trade* with fractional units: committing the fraction f of cash at each ent
 scale cash by a factor of its own prices alone, 1 - f + f * sell * (1 - c) / (buy * (1 + c)), so the cash
 before each trade is a cumulative product. Whole units floor the size, which breaks that product; they
 keep one small loop per trade.
+
+A holding period buys at its first bar or not at all: when whole units cannot afford one unit there, the
+period passes flat, and a repeated entry signal within it does not try again.
 """
 
 from __future__ import annotations

@@ -14,7 +14,9 @@ from sqlalchemy import case, func, select
 from sqlalchemy.exc import IntegrityError
 
 from core.errors import AccessDenied, AppError, Conflict, NotFound
+from core.security import digest
 from db.base import new_id
+from db.engine import serialize
 from db.models import Backtest, Job, JobLogLine, Strategy, User
 from domain import jobs as job_states
 from domain import strategies as strategy_rules
@@ -83,15 +85,15 @@ async def create(
     """A new backtest and its job, in one transaction, then its workflow (True); or, for a repeated
     idempotency key with the same request, the existing one (False)."""
     parsed, name = _config(config, display_name)
-    stored = parsed.stored()
+    # The request as sent, not as resolved: a default end date moves with the calendar.
+    request = digest(json.dumps({"strategyId": strategy_id, "config": config, "name": display_name}, sort_keys=True))
     if idempotency_key is not None:
         existing = await _by_key(platform, user, idempotency_key)
         if existing is not None:
-            return *_same_request(existing, strategy_id, stored), False
+            return *_same_request(existing, request), False
     try:
         async with platform.db.session() as session:
-            # Locked, so that the strategy cannot be deleted or deactivated while its backtest is created.
-            strategy = await session.get(Strategy, strategy_id, with_for_update=True)
+            strategy = await locked_strategy(session, strategy_id)
             if strategy is None or strategy.user_id != user.id:
                 raise AccessDenied(context)
             parameters = _runnable(strategy)
@@ -101,8 +103,9 @@ async def create(
                 strategy_id=strategy.id,
                 template=strategy.template,
                 parameters=parameters,
-                config=stored,
+                config=parsed.stored(),
                 idempotency_key=idempotency_key,
+                request_digest=request,
                 display_name=name,
             )
             job = await _new_job(session, backtest, attempt=1)
@@ -112,9 +115,16 @@ async def create(
             raise
         # A concurrent request with the same key won the race: answer as for a repeat.
         existing = await _by_key(platform, user, idempotency_key)
-        return *_same_request(existing, strategy_id, stored), False
+        return *_same_request(existing, request), False
     await jobs.dispatch(platform, job)
     return backtest, job, True
+
+
+async def locked_strategy(session, strategy_id: str) -> Strategy | None:
+    """The strategy, read under its lock: creating, retrying and deleting its backtests, and deleting it,
+    run one at a time, so that no backtest starts on a strategy being deleted or deactivated."""
+    await serialize(session, f"strategy:{strategy_id}")
+    return await session.get(Strategy, strategy_id, with_for_update=True)
 
 
 async def _new_job(session, backtest: Backtest, attempt: int) -> Job:
@@ -122,7 +132,7 @@ async def _new_job(session, backtest: Backtest, attempt: int) -> Job:
         id=new_id(),
         user_id=backtest.user_id,
         task_type=TASK_TYPE,
-        payload={"backtestId": backtest.id},
+        payload={"backtestId": backtest.id, "strategyId": backtest.strategy_id},
         idempotency_key=f"backtest:{backtest.id}:{attempt}",
         attempt=attempt,
     )
@@ -146,10 +156,8 @@ async def _by_key(platform: Platform, user: User, key: str) -> tuple[Backtest, J
     return None if row is None else (row[0], row[1])
 
 
-def _same_request(existing: tuple[Backtest, Job], strategy_id: str, config: dict[str, Any]) -> tuple[Backtest, Job]:
-    backtest = existing[0]
-    same_config = json.dumps(backtest.config, sort_keys=True) == json.dumps(config, sort_keys=True)
-    if backtest.strategy_id != strategy_id or not same_config:
+def _same_request(existing: tuple[Backtest, Job], request_digest: str) -> tuple[Backtest, Job]:
+    if existing[0].request_digest != request_digest:
         raise Conflict("this idempotency key was used for another backtest", code="BACKTEST_IDEMPOTENCY_CONFLICT")
     return existing
 
@@ -287,14 +295,19 @@ async def cancel(platform: Platform, user: User, backtest_id: str) -> BacktestOu
 
 async def retry(platform: Platform, user: User, backtest_id: str) -> BacktestOut:
     """A failed or cancelled backtest runs again as a new job of the same workflow id, from a clean slate."""
-    await get(platform, user, backtest_id)
-    async with platform.db.session() as session:
-        backtest = await session.get(Backtest, backtest_id, with_for_update=True)
-        current = await session.get(Job, backtest.job_id)
-        if STATUS_OF_JOB[current.status] not in (FAILED, CANCELLED):
-            raise invalid_state(f"a {STATUS_OF_JOB[current.status]} backtest cannot be retried")
-        backtest.result = backtest.metrics = None
-        job = await _new_job(session, backtest, attempt=current.attempt + 1)
+    known, _ = await get(platform, user, backtest_id)
+    try:
+        async with platform.db.session() as session:
+            strategy = await locked_strategy(session, known.strategy_id)
+            backtest = await session.get(Backtest, backtest_id, with_for_update=True)
+            current = await session.get(Job, backtest.job_id)
+            if STATUS_OF_JOB[current.status] not in (FAILED, CANCELLED):
+                raise invalid_state(f"a {STATUS_OF_JOB[current.status]} backtest cannot be retried")
+            _runnable(strategy)  # the snapshot reruns, but only while the strategy is active
+            backtest.result = backtest.metrics = None
+            job = await _new_job(session, backtest, attempt=current.attempt + 1)
+    except IntegrityError:  # a concurrent retry created this run first
+        raise invalid_state("the backtest is already being retried") from None
     await jobs.dispatch(platform, job)
     return view(*await get(platform, user, backtest_id))
 

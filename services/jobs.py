@@ -19,7 +19,7 @@ from temporalio.common import (
 )
 
 from core.errors import AccessDenied, AppError, Conflict, InvalidInput, ServiceUnavailable
-from core.temporal import KIND, USER_ID
+from core.temporal import KIND, STRATEGY_ID, USER_ID
 from db.base import utcnow
 from db.models import Job, JobLogLine, User
 from domain import jobs as lifecycle
@@ -115,9 +115,7 @@ async def dispatch(platform: Platform, job: Job) -> None:
             id_conflict_policy=WorkflowIDConflictPolicy.TERMINATE_EXISTING,
             # Interactive work is dispatched before batch and maintenance work on a busy task queue.
             priority=Priority(priority_key=tier.priority_key),
-            search_attributes=TypedSearchAttributes(
-                [SearchAttributePair(KIND, job.task_type), SearchAttributePair(USER_ID, job.user_id)]
-            ),
+            search_attributes=_search_attributes(job),
         )
     except Exception:
         log.exception("could not start the workflow of job %s", job.id)
@@ -126,6 +124,13 @@ async def dispatch(platform: Platform, job: Job) -> None:
             row.status, row.finished_at = lifecycle.FAILED, utcnow()
             row.error_code, row.error_message = "EXECUTOR_DISPATCH_FAILED", "the job could not be handed to Temporal"
         raise ServiceUnavailable("the job executor is unavailable", code="TASK_ORCHESTRATION_UNAVAILABLE") from None
+
+
+def _search_attributes(job: Job) -> TypedSearchAttributes:
+    pairs = [SearchAttributePair(KIND, job.task_type), SearchAttributePair(USER_ID, job.user_id)]
+    if "strategyId" in job.payload:
+        pairs.append(SearchAttributePair(STRATEGY_ID, job.payload["strategyId"]))
+    return TypedSearchAttributes(pairs)
 
 
 async def get(platform: Platform, user: User, job_id: str) -> Job:
@@ -202,6 +207,9 @@ async def _cancel_if_queued(platform: Platform, job_id: str) -> bool:
 async def retry(platform: Platform, user: User, job_id: str) -> Job:
     """failed → queued, and a new run of the job's workflow."""
     job = await get(platform, user, job_id)
+    if job.task_type in CREATED_ELSEWHERE:
+        # Its record decides what a new run is (a backtest's is a new job of the same workflow id).
+        raise Conflict(f"{job.task_type} jobs are retried through their own routes", code="INVALID_TRANSITION")
     if not lifecycle.can_transition(job.status, lifecycle.QUEUED):
         raise invalid_transition(job, lifecycle.QUEUED)
     async with platform.db.session() as session:

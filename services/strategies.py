@@ -106,7 +106,7 @@ async def delete(platform: Platform, user: User, strategy_id: str) -> None:
     """Deletes the strategy and its finished backtests; refused while one of them is pending or running."""
     await get(platform, user, strategy_id)
     async with platform.db.session() as session:
-        strategy = await session.get(Strategy, strategy_id, with_for_update=True)
+        strategy = await backtests.locked_strategy(session, strategy_id)
         active = await backtests.running_count(session, strategy_id)
         if active:
             raise Conflict(f"{active} backtests of this strategy are pending or running", code="STRATEGY_IN_USE")

@@ -37,7 +37,7 @@ from temporalio.testing import WorkflowEnvironment
 from api.app import create_app
 from core.logging import FORMAT, RedactingFilter
 from core.settings import Settings, get_settings
-from core.temporal import KIND, USER_ID
+from core.temporal import SEARCH_ATTRIBUTES
 from db.engine import Database
 from db.migrate import upgrade
 from worker import build_worker
@@ -163,7 +163,7 @@ async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(BIN / "temporal"),
         data_converter=pydantic_data_converter,
-        search_attributes=[KIND, USER_ID],
+        search_attributes=list(SEARCH_ATTRIBUTES),
     )
     yield env
     await env.shutdown()
@@ -179,7 +179,7 @@ async def time_skipping_server() -> AsyncIterator[WorkflowEnvironment]:
     await env.client.operator_service.add_search_attributes(
         AddSearchAttributesRequest(
             namespace="default",
-            search_attributes={key.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for key in (KIND, USER_ID)},
+            search_attributes={key.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for key in SEARCH_ATTRIBUTES},
         )
     )
     yield env

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from core.temporal import STRATEGY_ID
 from domain import backtest as engine_run
 from domain.backtest import BacktestConfig
 from domain.strategies import TEMPLATES
@@ -77,6 +78,8 @@ async def test_every_template_backtests_to_a_full_result(stack):
         assert backtest["status"] == "completed", backtest
         job = data(await stack.http.get(f"/jobs/{backtest['jobId']}", headers=headers))
         assert job["status"] == "succeeded" and job["executor"]["dispatchId"] == f"backtest-{backtest_id}"
+        described = await stack.temporal.get_workflow_handle(f"backtest-{backtest_id}").describe()
+        assert described.typed_search_attributes.get(STRATEGY_ID) == backtest["strategyId"]
         result = data(await stack.http.get(f"/backtests/{backtest_id}/result", headers=headers))
         assert METRICS <= set(result["metrics"]) and result["template"] == template
         assert backtest["metrics"] == result["metrics"]
@@ -141,6 +144,12 @@ async def test_too_few_bars_fail_the_run_and_a_retry_runs_again(stack):
     assert error(await stack.http.get(f"/backtests/{backtest_id}/result", headers=headers), 404)["code"] == (
         "BACKTEST_RESULT_NOT_READY"
     )
+    by_job = error(await stack.http.post(f"/jobs/{failed['jobId']}/retry", headers=headers), 409)
+    assert by_job["code"] == "INVALID_TRANSITION"  # a backtest's run is retried through the backtest
+    data(await stack.http.post(f"/strategies/{strategy['id']}/deactivate", headers=headers))
+    inactive = error(await stack.http.post(f"/backtests/{backtest_id}/retry", headers=headers), 409)
+    assert inactive["code"] == "BACKTEST_STRATEGY_INACTIVE"
+    data(await stack.http.post(f"/strategies/{strategy['id']}/activate", headers=headers))
     retried = data(await stack.http.post(f"/backtests/{backtest_id}/retry", headers=headers), 202)
     assert retried["jobId"] != failed["jobId"] and retried["status"] in ("pending", "running", "failed")
     again = await settled(stack, headers, backtest_id)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine
@@ -17,6 +18,7 @@ from temporalio.worker import Replayer
 
 import db.models  # noqa: F401
 from core.logging import RedactingFilter, redact
+from core.temporal import SEARCH_ATTRIBUTES
 from db.base import Base
 from db.engine import sync_url
 from workflows.auth_token import AuthTokenWorkflow
@@ -105,3 +107,8 @@ def test_missing_spans_finds_holes_and_edges():
     assert missing_spans((d(6), d(9)), covered) == []
     assert missing_spans((d(11), d(21)), covered) == [(d(12), d(20))]
     assert missing_spans((d(1), d(3)), []) == [(d(1), d(3))]
+
+
+def test_the_dev_server_registers_every_search_attribute_the_code_sets():
+    config = yaml.safe_load((Path(__file__).parent.parent / "temporal-dev.yaml").read_text())
+    assert set(config["search_attributes"]) == {key.name for key in SEARCH_ATTRIBUTES}

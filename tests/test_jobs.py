@@ -238,7 +238,9 @@ async def test_parallel_starts_never_exceed_the_users_limit(database_url):
         outcomes = await asyncio.gather(*(start(job.id) for job in jobs))
         async with db.session() as session:
             running = await session.scalar(select(func.count()).select_from(Job).where(Job.status == "running"))
+            waiting = set(await session.scalars(select(Job.error_code).where(Job.status == "queued")))
     finally:
         await db.dispose()
     assert outcomes.count(True) == running == 2  # the batch tier's limit
     assert outcomes.count("CONCURRENCY_LIMIT_EXCEEDED") == 6
+    assert waiting == {"CONCURRENCY_LIMIT_EXCEEDED"}  # each refused job says why it waits

@@ -26,6 +26,7 @@ class Backtest(IdMixin, TimestampMixin, Base):
     parameters: Mapped[dict[str, Any]] = mapped_column(JSON)
     config: Mapped[dict[str, Any]] = mapped_column(JSON)
     idempotency_key: Mapped[str | None] = mapped_column(String(128))
+    request_digest: Mapped[str] = mapped_column(String(64))  # what a repeated idempotency key must match
     display_name: Mapped[str | None] = mapped_column(String(120))
     metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # One point per bar: loaded only by the routes that return it, not with every read of the row.

@@ -28,6 +28,7 @@ def upgrade() -> None:
     sa.Column('parameters', sa.JSON(), nullable=False),
     sa.Column('config', sa.JSON(), nullable=False),
     sa.Column('idempotency_key', sa.String(length=128), nullable=True),
+    sa.Column('request_digest', sa.String(length=64), nullable=False),
     sa.Column('display_name', sa.String(length=120), nullable=True),
     sa.Column('metrics', sa.JSON(), nullable=True),
     sa.Column('result', sa.JSON(), nullable=True),
