@@ -34,9 +34,11 @@ async def idle_stack(database_url, dev_server, smtp_server, tmp_path):
         yield stack
 
 
-def start_worker(stack) -> subprocess.Popen:
+def start_worker(stack, code: str | None = None) -> subprocess.Popen:
+    """``worker.py`` in a process of its own, or ``code`` that starts it."""
     env = {**os.environ, **stack.env, "QUANTPOLY_MARKET_SYNC_PARALLELISM": "1", "QUANTPOLY_LOG_LEVEL": "WARNING"}
-    return subprocess.Popen([sys.executable, str(ROOT / "worker.py")], env=env, cwd=ROOT)
+    command = ["-c", code] if code else [str(ROOT / "worker.py")]
+    return subprocess.Popen([sys.executable, *command], env=env, cwd=ROOT)
 
 
 async def stop_workers(stack, *workers: subprocess.Popen | None) -> None:
@@ -116,7 +118,40 @@ async def completed_result(stack, headers, backtest_id) -> dict:
     return (await stack.http.get(f"/backtests/{backtest_id}/result", headers=headers)).json()["data"]
 
 
-async def test_killed_worker_mid_backtest_gives_the_uninterrupted_result(idle_stack):
+# A worker whose step waits 4 s at the start of one store call (heartbeats go on), so that a kill lands inside
+# that step: sync_symbol opens the bar-loading step, stored_bars the engine step.
+SLOW_WORKER = """
+import asyncio, worker
+from activities.market_data import MarketDataActivities
+original = MarketDataActivities.{method}
+async def slow(self, *args):
+    await asyncio.sleep(4)
+    return await original(self, *args)
+MarketDataActivities.{method} = slow
+worker.main()
+"""
+SLOWED = {"backtest_load_bars": ("sync_symbol", 0.0), "backtest_run": ("stored_bars", 0.4)}
+
+
+def activity_attempts(history, name: str) -> list[int]:
+    """The attempt number of each start of the named activity in a workflow history."""
+    scheduled = {
+        event.event_id: event.activity_task_scheduled_event_attributes.activity_type.name
+        for event in history.events
+        if event.HasField("activity_task_scheduled_event_attributes")
+    }
+    return [
+        event.activity_task_started_event_attributes.attempt
+        for event in history.events
+        if event.HasField("activity_task_started_event_attributes")
+        and scheduled[event.activity_task_started_event_attributes.scheduled_event_id] == name
+    ]
+
+
+@pytest.mark.parametrize("step", ["backtest_load_bars", "backtest_run"])
+async def test_killed_worker_mid_backtest_gives_the_uninterrupted_result(idle_stack, step):
+    """Killed while syncing bars, or while in the engine step: the next worker finishes the backtest, running
+    again only the step that was cut, and the result equals an uninterrupted run's."""
     stack = idle_stack
     email, password = f"backtest-{uuid.uuid4().hex[:8]}@example.com", "Recover1Password"
     created = await stack.cli("users", "create", "--email", email, input=f"{password}\n{password}\n")
@@ -128,17 +163,19 @@ async def test_killed_worker_mid_backtest_gives_the_uninterrupted_result(idle_st
 
     async def submit() -> str:
         task = {"strategyId": strategy["id"], "config": BACKTEST_CONFIG}
-        return (await stack.http.post("/backtests/tasks", json=task, headers=headers)).json()["data"]["backtestTask"][
-            "id"
-        ]
+        answer = await stack.http.post("/backtests/tasks", json=task, headers=headers)
+        return answer.json()["data"]["backtestTask"]["id"]
 
     interrupted = await submit()
-    first, second = start_worker(stack), None
+    method, progress_before = SLOWED[step]
+    first, second = start_worker(stack, SLOW_WORKER.format(method=method)), None
     try:
-        for _ in range(3000):
-            if (await backtest_state(stack, headers, interrupted))["status"] != "pending":
+        for _ in range(3000):  # until the step has begun (the progress of the steps before it is recorded)
+            state = await backtest_state(stack, headers, interrupted)
+            if state["status"] == "running" and state["progress"] >= progress_before:
                 break
             await asyncio.sleep(0.01)
+        await asyncio.sleep(1)  # inside the slowed call
         first.send_signal(signal.SIGKILL)
         first.wait()
         at_kill = await backtest_state(stack, headers, interrupted)
@@ -146,11 +183,12 @@ async def test_killed_worker_mid_backtest_gives_the_uninterrupted_result(idle_st
 
         second = start_worker(stack)
         resumed = await completed_result(stack, headers, interrupted)
-        job = (await stack.http.get(f"/jobs/{at_kill['jobId']}", headers=headers)).json()["data"]
-        assert job["status"] == "succeeded" and len([line for line in job["logs"] if "started" in line["message"]]) == 1
+        history = await stack.temporal.get_workflow_handle(f"backtest-{interrupted}").fetch_history()
         uninterrupted = await completed_result(stack, headers, await submit())
     finally:
         await stop_workers(stack, first, second)
+    other = "backtest_run" if step == "backtest_load_bars" else "backtest_load_bars"
+    assert activity_attempts(history, step) == [2] and activity_attempts(history, other) == [1]
     assert resumed["metrics"]["barCount"] > 10_000
     for key in ("equityCurve", "dailyReturns", "trades", "metrics"):
         assert resumed[key] == uninterrupted[key], key
