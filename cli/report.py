@@ -19,8 +19,8 @@ from typing import Any
 MAX_POINTS = 2000
 
 PERCENT_METRICS = {"returnRate", "cagr", "maxDrawdown", "winRate", "exposure", "annualVolatility"}
-MONEY_METRICS = {"finalEquity", "expectancy"}
-INTEGER_METRICS = {"tradeCount", "periodsPerYear"}
+MONEY_METRICS = {"finalEquity", "initialCapital", "expectancy"}
+INTEGER_METRICS = {"tradeCount", "periodsPerYear", "barCount"}
 METRIC_LABELS = {
     "returnRate": "Return",
     "cagr": "CAGR",
