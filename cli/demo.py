@@ -12,6 +12,7 @@ from cli.backtests import _comparison_row
 from cli.output import command_runner, render_table
 from db.models import Strategy, User
 from domain import strategies as rules
+from domain.passwords import is_strong_password
 from services import accounts, backtests, strategies, users
 from services.platform import CLI_CLIENT, Platform
 
@@ -20,13 +21,20 @@ DEMO_CONFIG = {"symbol": "AAPL", "startDate": "2021-01-04", "endDate": "2024-12-
 POLL_SECONDS = 0.5
 
 
+def demo_password() -> str:
+    """A random password the policy accepts (about one draw in fifteen lacks a digit or a letter case)."""
+    while not is_strong_password(password := secrets.token_urlsafe(12)):
+        pass
+    return password
+
+
 async def _demo_user(platform: Platform, email: str) -> tuple[User, str | None]:
     """The demo account, and its password when this run created it (an existing one keeps its own)."""
     async with platform.db.session() as session:
         user = await accounts.find_by_email(session, email)
     if user is not None:
         return user, None
-    password = secrets.token_urlsafe(12)
+    password = demo_password()
     changes = users.UserChanges(email=email, display_name="Demo")
     return await users.create_user(platform, password, changes, CLI_CLIENT), password
 

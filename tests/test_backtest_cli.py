@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from html.parser import HTMLParser
 
+from cli.demo import demo_password
+from domain.passwords import is_strong_password
 from tests.conftest import data
 
 PASSWORD = "BacktestCli1Password"
@@ -67,3 +69,7 @@ async def test_demo_backtests_every_template(stack):
     assert "/backtests/<id>/result" in demo.stderr and "workflows/backtest-" in demo.stderr
     again = await stack.cli("demo", "--email", "demo-test@example.com")
     assert again.exit_code == 0 and "existing account" in again.stderr
+
+
+def test_the_demo_password_always_meets_the_policy():
+    assert all(is_strong_password(demo_password()) for _ in range(2000))
