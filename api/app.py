@@ -10,7 +10,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from temporalio.client import Client
 
 from api import errors
-from api.middleware import Metrics, RequestContextMiddleware
+from api.middleware import BodyLimitMiddleware, Metrics, RequestContextMiddleware
 from api.routes import admin, auth, backtests, jobs, market, market_stream, strategies, users
 from api.routes import platform as platform_routes
 from core.settings import Settings, get_settings
@@ -47,6 +47,7 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
         allow_headers=["*"],
         expose_headers=["X-Request-ID", "Retry-After"],
     )
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_body_bytes)
     app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
     for router in (
         platform_routes.router,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 
 from core.logging import request_id_var
 from db.models import AuthSession, User
@@ -14,6 +14,9 @@ from services.platform import ClientInfo, Platform
 from services.users import require_admin
 
 SESSION_COOKIE = "session_token"
+# Far past any page a person reads, and small enough that the row offset stays inside a database integer.
+MAX_PAGE = 100_000
+MAX_PAGE_SIZE = 200
 
 
 def get_platform(request: Request) -> Platform:
@@ -61,3 +64,5 @@ ClientDep = Annotated[ClientInfo, Depends(client_info)]
 CallerDep = Annotated[Caller, Depends(current_caller)]
 CurrentUser = Annotated[User, Depends(current_user)]
 AdminUser = Annotated[User, Depends(admin_user)]
+PageNumber = Annotated[int, Query(ge=1, le=MAX_PAGE, alias="page")]
+PageSize = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, alias="pageSize")]

@@ -6,8 +6,10 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.deps import current_caller, get_platform
 from api.envelope import error
 from core.errors import AppError
 
@@ -21,6 +23,7 @@ HTTP_CODES = {
     405: "METHOD_NOT_ALLOWED",
     409: "CONFLICT",
     410: "ROUTE_REMOVED",
+    413: "PAYLOAD_TOO_LARGE",
     422: "VALIDATION_ERROR",
     429: "RATE_LIMIT_EXCEEDED",
 }
@@ -32,11 +35,28 @@ def _field(location: tuple) -> str:
     return ".".join(parts) or str(location[0] if location else "")
 
 
+def app_error_response(exc: AppError):
+    extra = {"retryable": exc.retryable} if hasattr(exc, "retryable") else None
+    return error(exc.status, exc.code, exc.message, details=exc.details, headers=exc.headers, extra=extra)
+
+
+def requires_session(route: object) -> bool:
+    """Whether the route's dependencies include the caller's session."""
+    if not isinstance(route, APIRoute):
+        return False
+    pending = list(route.dependant.dependencies)
+    while pending:
+        dependency = pending.pop()
+        if dependency.call is current_caller:
+            return True
+        pending.extend(dependency.dependencies)
+    return False
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def app_error(_request: Request, exc: AppError):
-        extra = {"retryable": exc.retryable} if hasattr(exc, "retryable") else None
-        return error(exc.status, exc.code, exc.message, details=exc.details, headers=exc.headers, extra=extra)
+        return app_error_response(exc)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, exc: StarletteHTTPException):
@@ -47,7 +67,13 @@ def install(app: FastAPI) -> None:
         return error(exc.status_code, code, message, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(_request: Request, exc: RequestValidationError):
+    async def validation_error(request: Request, exc: RequestValidationError):
+        # Who is asking comes before what they sent: a caller without a session learns nothing of the body.
+        if requires_session(request.scope.get("route")):
+            try:
+                await current_caller(request, get_platform(request))
+            except AppError as refused:
+                return app_error_response(refused)
         fields = [{"field": _field(tuple(item["loc"])), "message": item["msg"]} for item in exc.errors()]
         summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
         return error(422, "VALIDATION_ERROR", f"invalid request: {summary}", details=fields)

@@ -54,9 +54,11 @@ class RequestContextMiddleware:
             nonlocal status, status_sent
             if message["type"] == "http.response.start":
                 status, status_sent = message["status"], True
-                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"]
-                headers.append((b"x-request-id", request_id.encode()))
-                message["headers"] = headers
+                message["headers"] = _with_api_headers(message.get("headers", []), request_id)
+            elif message["type"] == "websocket.accept":
+                status, status_sent = 101, True
+            elif message["type"] == "websocket.close" and not status_sent:
+                status, status_sent = 403, True  # refused before the handshake completed
             await send(message)
 
         try:
@@ -76,6 +78,61 @@ class RequestContextMiddleware:
             self.metrics.latency.labels(method, route).observe(elapsed)
             access_log.info("%s %s %s %.1fms", method, scope.get("path"), status, elapsed * 1000)
             request_id_var.reset(token)
+
+
+# Answers are data for one caller: never sniffed as another type, never kept by a shared cache.
+_API_HEADERS = ((b"x-content-type-options", b"nosniff"), (b"cache-control", b"no-store"))
+
+
+def _with_api_headers(headers: list[tuple[bytes, bytes]], request_id: str) -> list[tuple[bytes, bytes]]:
+    replaced = {b"x-request-id"} | {name for name, _ in _API_HEADERS}
+    kept = [(k, v) for k, v in headers if k.lower() not in replaced]
+    return [*kept, *_API_HEADERS, (b"x-request-id", request_id.encode())]
+
+
+class BodyLimitMiddleware:
+    """Refuses a request body over ``max_bytes`` with a 413 envelope: a declared length at once, unread, and a
+    streamed one as soon as it passes the limit. A body within it is handed on whole."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or {}).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            await self._too_large(scope, receive, send)
+            return
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":  # the client left: let the app see it
+                await self.app(scope, _replay([message], receive), send)
+                return
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_bytes:
+                await self._too_large(scope, receive, send)
+                return
+            more = message.get("more_body", False)
+        body = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+        await self.app(scope, _replay([body], receive), send)
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        message = f"request body larger than {self.max_bytes} bytes"
+        await error(413, "PAYLOAD_TOO_LARGE", message, headers={"Connection": "close"})(scope, receive, send)
+
+
+def _replay(messages: list[Message], receive: Receive) -> Receive:
+    pending = list(messages)
+
+    async def replayed() -> Message:
+        return pending.pop(0) if pending else await receive()
+
+    return replayed
 
 
 def internal_error(request_id: str):

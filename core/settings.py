@@ -39,12 +39,16 @@ class Settings(BaseSettings):
     # HTTP API
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
+    # A larger request body is refused with 413 before it is read whole.
+    max_request_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     # Proxies whose X-Forwarded-For is believed (the client address feeds rate limits and the audit trail).
     forwarded_allow_ips: str = "127.0.0.1"
     cors_origins: Annotated[list[str], NoDecode] = ["http://localhost:3000", "http://127.0.0.1:3000"]
+    # Mail links: the front end's pages, and the API's own address for links the API answers itself.
     public_app_url: str = "http://localhost:3000"
-    reset_password_path: str = "/reset-password"
-    verify_email_path: str = "/verify-email"
+    reset_password_path: str = "/auth/reset-password"
+    sign_in_path: str = "/auth/login"
+    public_api_url: str = "http://127.0.0.1:8000"
     cookie_secure: bool | None = None
     cookie_samesite: Literal["lax", "strict", "none"] = "lax"
     cookie_domain: str | None = None
@@ -58,7 +62,8 @@ class Settings(BaseSettings):
     argon2_memory_cost: int = Field(default=65536, ge=1024)
 
     # Rate limits (persisted, so a restart does not reset them)
-    login_max_failures: int = Field(default=5, ge=1)
+    login_max_failures: int = Field(default=5, ge=1)  # per account and client address
+    login_max_failures_per_account: int = Field(default=50, ge=1)  # from all addresses together
     login_failure_window_seconds: int = Field(default=900, ge=1)
     reset_per_email_limit: int = Field(default=3, ge=1)
     reset_per_email_window_seconds: int = Field(default=3600, ge=1)
@@ -77,6 +82,9 @@ class Settings(BaseSettings):
     alpaca_max_retries: int = Field(default=3, ge=0, le=10)
     synthetic_seed: int = 7
     market_sync_parallelism: int = Field(default=4, ge=1, le=32)
+    # The most bars one request (history, sync, indicators) may cover, counted for its timeframe around the
+    # clock (1Hour: 24 a day): bounds the work and memory of a single request.
+    market_max_bars_per_request: int = Field(default=250_000, ge=1_000, le=5_000_000)
     quote_cache_ttl_seconds: float = Field(default=3.0, ge=0)
     quote_rate_limit: int = Field(default=20, ge=1)
     quote_rate_window_seconds: float = Field(default=10.0, gt=0)

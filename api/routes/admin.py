@@ -5,17 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from fastapi import APIRouter, Query
+from fastapi import Query
 
-from api.deps import AdminUser, ClientDep, PlatformDep
+from api.deps import AdminUser, ClientDep, PageNumber, PageSize, PlatformDep
 from api.envelope import ok, page
+from api.routing import api_router
 from api.schemas import AdminCreateUserIn, AdminDeletedOut, AdminUpdateUserIn
 from services import audit, users
 from services.views import AuditEventOut, UserOut
 
-router = APIRouter(prefix="/admin", tags=["admin"])
-
-PageSize = Query(20, ge=1, le=200, alias="pageSize")
+router = api_router(prefix="/admin", tags=["admin"])
 
 
 @router.post("/users", status_code=201)
@@ -31,8 +30,8 @@ async def list_users(
     platform: PlatformDep,
     status: Literal["active", "inactive"] | None = None,
     search: str | None = None,
-    page_number: int = Query(1, ge=1, alias="page"),
-    page_size: int = PageSize,
+    page_number: PageNumber = 1,
+    page_size: PageSize = 20,
 ):
     found, total = await users.admin_list(
         platform, admin, status=status, search=search, page=page_number, page_size=page_size
@@ -69,8 +68,8 @@ async def list_audit_events(
     email: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
-    page_number: int = Query(1, ge=1, alias="page"),
-    page_size: int = PageSize,
+    page_number: PageNumber = 1,
+    page_size: PageSize = 20,
 ):
     filters = audit.AuditFilter(event=event, outcome=outcome, user_id=user_id, email=email, since=since, until=until)
     rows, total = await audit.search(platform, filters, page_number, page_size)

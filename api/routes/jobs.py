@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import Literal
 
-from fastapi import APIRouter, Query
+from fastapi import Query
 
-from api.deps import CurrentUser, PlatformDep
+from api.deps import CurrentUser, PageNumber, PageSize, PlatformDep
 from api.envelope import ok, page
+from api.routing import api_router
 from api.schemas import JobSubmitIn
 from services import jobs
 from services.views import JobOut
 
-router = APIRouter(prefix="/jobs", tags=["jobs"])
+router = api_router(prefix="/jobs", tags=["jobs"])
 
 Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
@@ -35,8 +36,8 @@ async def list_jobs(
     platform: PlatformDep,
     status: Status | None = None,
     task_type: str | None = Query(None, alias="taskType"),
-    page_number: int = Query(1, ge=1, alias="page"),
-    page_size: int = Query(20, ge=1, le=200, alias="pageSize"),
+    page_number: PageNumber = 1,
+    page_size: PageSize = 20,
 ):
     rows, total = await jobs.list_jobs(
         platform, user, status=status, task_type=task_type, page=page_number, page_size=page_size

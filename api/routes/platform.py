@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.deps import PlatformDep
 from api.envelope import error, ok
+from api.routing import api_router
 from services import health, jobs
 
-router = APIRouter(tags=["platform"])
+router = api_router(tags=["platform"])
 
 
 @router.get("/health")
