@@ -34,14 +34,8 @@ class BacktestActivities:
 
     async def _load_bars(self, job_id: str) -> dict[str, Any]:
         backtest, config = await self._backtest(job_id)
-        item = await self._market.sync_symbol(job_id, config.symbol, config.as_sync())
-        if item["status"] != "ok":
-            raise activity_error(
-                "BACKTEST_HISTORY_UNAVAILABLE",
-                f"no bars for {config.symbol} ({item['errorCode']})",
-                retryable=item["retryable"],
-            )
-        bars, needed = item["rowCount"], backtests.minimum_bars(backtest.template, backtest.parameters)
+        bars = len(config.prices) if config.prices is not None else await self._synced(job_id, config)
+        needed = backtests.minimum_bars(backtest.template, backtest.parameters)
         if bars < needed:
             raise activity_error(
                 "BACKTEST_INSUFFICIENT_DATA",
@@ -57,6 +51,17 @@ class BacktestActivities:
         await set_progress(self._db, job_id, 0.4)
         return {"backtestId": backtest.id, "barCount": bars}
 
+    async def _synced(self, job_id: str, config: BacktestConfig) -> int:
+        """Bars of the config's range in the store, after syncing what it lacked."""
+        item = await self._market.sync_symbol(job_id, config.symbol, config.as_sync())
+        if item["status"] != "ok":
+            raise activity_error(
+                "BACKTEST_HISTORY_UNAVAILABLE",
+                f"no bars for {config.symbol} ({item['errorCode']})",
+                retryable=item["retryable"],
+            )
+        return item["rowCount"]
+
     @activity.defn(name=RUN_ACTIVITY)
     async def run(self, job_id: str) -> dict[str, Any]:
         """The engine over the stored bars; the result is stored before the job can succeed."""
@@ -65,7 +70,9 @@ class BacktestActivities:
 
     async def _run(self, job_id: str) -> dict[str, Any]:
         backtest, config = await self._backtest(job_id)
-        bars = await self._market.stored_bars(config.symbol, config.timeframe, config.as_sync())
+        bars = config.inline_bars()  # an inline series replaces the provider's bars, never mixes with them
+        if bars is None:
+            bars = await self._market.stored_bars(config.symbol, config.timeframe, config.as_sync())
         await set_progress(self._db, job_id, 0.5)
         try:
             computed = await asyncio.get_running_loop().run_in_executor(

@@ -4,7 +4,7 @@ from bars, a template's signals, the engine and the metrics."""
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
@@ -25,14 +25,29 @@ class InsufficientData(ValueError):
     """Too few bars for the template's warm-up plus a trade."""
 
 
-class BacktestConfig(BaseModel):
-    """What to backtest on: validated before a backtest exists; defaults are resolved then and stored."""
+# The front end's frequencies, as our timeframes.
+FREQUENCIES = {"1d": "1Day", "1h": "1Hour", "15m": "15Min", "5m": "5Min", "1m": "1Min"}
+# An inline series is a request body's worth of closes, never more than a result can carry.
+MAX_INLINE_PRICES = 20_000
+_STEP = {"1Day": timedelta(days=1), "1Hour": timedelta(hours=1), "15Min": timedelta(minutes=15)}
+_STEP |= {"5Min": timedelta(minutes=5), "1Min": timedelta(minutes=1)}
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+class BacktestConfig(BaseModel):
+    """What to backtest on: validated before a backtest exists; defaults are resolved then and stored.
+
+    Besides our keys it takes the shapes the reference's front end sends: ``symbols`` as a string or a
+    one-item list, ``frequency`` (``1d``, ``1h``, ...) for ``timeframe``, and ``prices``, an inline series of
+    closes that the engine then runs on instead of the provider's bars. A config without a symbol cannot
+    run here; it describes a backtest that its client runs and reports.
+    """
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", allow_inf_nan=False)
 
     symbol: str | None = Field(default=None, min_length=1, max_length=32)
-    symbols: list[str] | None = Field(default=None, min_length=1, max_length=1)
-    timeframe: str = "1Day"
+    symbols: str | list[str] | None = Field(default=None)
+    timeframe: str | None = None
+    frequency: str | None = Field(default=None, max_length=8)
     start_date: date | None = None
     end_date: date | None = None
     initial_capital: float = Field(default=100_000.0, gt=0, le=1e12)
@@ -41,28 +56,63 @@ class BacktestConfig(BaseModel):
     position_fraction: float = Field(default=1.0, gt=0, le=1)
     fractional: bool = True
     periods_per_year: int | None = Field(default=None, ge=1, le=1_000_000)
+    prices: list[Annotated[float, Field(gt=0, le=1e12)]] | None = Field(
+        default=None, min_length=2, max_length=MAX_INLINE_PRICES
+    )
     display_name: str | None = Field(default=None, min_length=1, max_length=120)
 
-    _timeframe = field_validator("timeframe")(SyncRequest._known_timeframe.__func__)
+    @field_validator("symbols")
+    @classmethod
+    def _one_symbol(cls, symbols: str | list[str] | None) -> list[str] | None:
+        listed = [symbols] if isinstance(symbols, str) else symbols
+        if listed is not None and len(listed) != 1:
+            raise ValueError("a backtest runs on one symbol: give symbols as one string or a one-item list")
+        return listed
 
     @model_validator(mode="after")
     def _resolved(self) -> BacktestConfig:
+        self.timeframe = self._resolved_timeframe()
         symbol = self.symbol or (self.symbols[0] if self.symbols else None)
-        if symbol is None:
-            raise ValueError("symbol (or symbols[0]) is required")
-        self.symbol, self.symbols = SyncRequest._clean([symbol])[0], None
+        self.symbol = SyncRequest._clean([symbol])[0] if symbol is not None else None
+        self.symbols = self.frequency = None
         self.end_date = self.end_date or datetime.now(UTC).date() - timedelta(days=1)
         self.start_date = self.start_date or self.end_date - timedelta(days=365)
         if self.end_date < self.start_date:
             raise ValueError("endDate must not be before startDate")
         if self.periods_per_year is None:
-            per_day = _CRYPTO_BARS_PER_DAY if "/" in self.symbol else _EQUITY_BARS_PER_DAY
-            self.periods_per_year = (365 if "/" in self.symbol else 252) * per_day[self.timeframe]
+            crypto = self.symbol is not None and "/" in self.symbol
+            per_day = _CRYPTO_BARS_PER_DAY if crypto else _EQUITY_BARS_PER_DAY
+            self.periods_per_year = (365 if crypto else 252) * per_day[self.timeframe]
         return self
+
+    def _resolved_timeframe(self) -> str:
+        if self.frequency is not None:
+            if self.frequency not in FREQUENCIES:
+                raise ValueError(f"frequency must be one of {', '.join(FREQUENCIES)}")
+            if self.timeframe is not None and self.timeframe != FREQUENCIES[self.frequency]:
+                raise ValueError("frequency and timeframe disagree")
+            return FREQUENCIES[self.frequency]
+        return SyncRequest._known_timeframe(self.timeframe or "1Day")
+
+    @property
+    def runnable(self) -> bool:
+        """Whether our engine can run it: it names a symbol (whose bars come inline or from the provider)."""
+        return self.symbol is not None
+
+    def inline_bars(self) -> pd.DataFrame | None:
+        """The inline closes as bars, one per timeframe step from the start date; None without them."""
+        if self.prices is None:
+            return None
+        start = datetime.combine(self.start_date, datetime.min.time(), tzinfo=UTC)
+        closes = np.asarray(self.prices, dtype=float)
+        stamps = pd.date_range(start, periods=len(closes), freq=_STEP[self.timeframe])
+        return pd.DataFrame({"timestamp": stamps, "open": closes, "high": closes, "low": closes, "close": closes})
 
     def stored(self) -> dict[str, Any]:
         """The resolved configuration, camelCase, as the backtest keeps it."""
-        return self.model_dump(mode="json", by_alias=True, exclude={"symbols", "display_name"})
+        return self.model_dump(
+            mode="json", by_alias=True, exclude={"symbols", "frequency", "display_name"}, exclude_none=True
+        )
 
     def as_sync(self) -> SyncRequest:
         return SyncRequest(

@@ -159,8 +159,13 @@ def catalog() -> list[dict[str, Any]]:
     return [
         {
             "id": t.id,
+            "templateId": t.id,
             "name": t.name,
             "description": t.description,
+            # What the front end's forms build their inputs from.
+            "requiredParameters": {
+                p.name: {"type": p.kind.__name__, "min": p.minimum, "max": p.maximum} for p in t.parameters
+            },
             "parameters": {
                 p.name: {
                     "type": p.kind.__name__,

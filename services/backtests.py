@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from core.errors import AccessDenied, AppError, Conflict, NotFound
 from core.security import digest
-from db.base import new_id
+from db.base import new_id, utcnow
 from db.engine import serialize
 from db.models import Backtest, Job, JobLogLine, Strategy, User
 from domain import jobs as job_states
@@ -38,6 +38,8 @@ JOB_STATUS_OF = {status: job_status for job_status, status in STATUS_OF_JOB.item
 ACTIVE = (PENDING, RUNNING)
 DELETABLE = (COMPLETED, FAILED, CANCELLED)
 TASK_TYPE = "backtest_run"
+# The executor of a backtest that its client runs and reports: the reference's recorded tasks.
+CLIENT = "client"
 MAX_COMPARE = 20
 
 
@@ -81,9 +83,14 @@ async def create(
     idempotency_key: str | None = None,
     display_name: str | None = None,
     context: str = "backtest",
+    run_now: bool = False,
 ) -> tuple[Backtest, Job, bool]:
     """A new backtest and its job, in one transaction, then its workflow (True); or, for a repeated
-    idempotency key with the same request, the existing one (False)."""
+    idempotency key with the same request, the existing one (False).
+
+    Our engine runs it when the strategy is active and the config names a symbol. Otherwise, as the
+    reference recorded such requests, it is recorded ``pending`` for its client to run and report through
+    ``/transition``; ``run_now`` (``POST /backtests/tasks``) refuses that instead."""
     parsed, name = _config(config, display_name)
     # The request as sent, not as resolved: a default end date moves with the calendar.
     request = digest(json.dumps({"strategyId": strategy_id, "config": config, "name": display_name}, sort_keys=True))
@@ -96,19 +103,28 @@ async def create(
             strategy = await locked_strategy(session, strategy_id)
             if strategy is None or strategy.user_id != user.id:
                 raise AccessDenied(context)
-            parameters = _runnable(strategy)
+            by_engine = run_now or (strategy.status == strategy_rules.ACTIVE and parsed.runnable)
+            if by_engine and not parsed.runnable:
+                raise AppError(
+                    "the config names no symbol to run on",
+                    code="BACKTEST_INVALID_CONFIG",
+                    status=422,
+                    details=[{"field": "symbol", "message": "a symbol (or symbols) is required to run"}],
+                )
+            if strategy.status == strategy_rules.ARCHIVED:
+                raise Conflict("the strategy is archived", code="BACKTEST_STRATEGY_INACTIVE")
             backtest = Backtest(
                 id=new_id(),
                 user_id=user.id,
                 strategy_id=strategy.id,
                 template=strategy.template,
-                parameters=parameters,
+                parameters=_runnable(strategy) if by_engine else strategy.parameters,
                 config=parsed.stored(),
                 idempotency_key=idempotency_key,
                 request_digest=request,
                 display_name=name,
             )
-            job = await _new_job(session, backtest, attempt=1)
+            job = await _new_job(session, backtest, attempt=1, by_client=not by_engine)
             session.add(backtest)
     except IntegrityError:
         if idempotency_key is None:
@@ -116,7 +132,8 @@ async def create(
         # A concurrent request with the same key won the race: answer as for a repeat.
         existing = await _by_key(platform, user, idempotency_key)
         return *_same_request(existing, request), False
-    await jobs.dispatch(platform, job)
+    if by_engine:
+        await jobs.dispatch(platform, job)
     return backtest, job, True
 
 
@@ -127,7 +144,7 @@ async def locked_strategy(session, strategy_id: str) -> Strategy | None:
     return await session.get(Strategy, strategy_id, with_for_update=True)
 
 
-async def _new_job(session, backtest: Backtest, attempt: int) -> Job:
+async def _new_job(session, backtest: Backtest, attempt: int, *, by_client: bool = False) -> Job:
     job = Job(
         id=new_id(),
         user_id=backtest.user_id,
@@ -136,12 +153,20 @@ async def _new_job(session, backtest: Backtest, attempt: int) -> Job:
         idempotency_key=f"backtest:{backtest.id}:{attempt}",
         attempt=attempt,
     )
-    job.dispatch_id = jobs.dispatch_id(job)
+    if by_client:  # no workflow: its client moves it through /transition
+        job.executor_name = CLIENT
+    else:
+        job.dispatch_id = jobs.dispatch_id(job)
     session.add(job)
     await session.flush()  # the job row first: the backtest references it
     backtest.job_id = job.id
-    session.add(JobLogLine(job_id=job.id, message=f"queued backtest {backtest.id} (run {attempt})"))
+    runner = "its client" if by_client else "our engine"
+    session.add(JobLogLine(job_id=job.id, message=f"queued backtest {backtest.id} (run {attempt}, by {runner})"))
     return job
+
+
+def run_by_client(job: Job) -> bool:
+    return job.executor_name == CLIENT
 
 
 async def _by_key(platform: Platform, user: User, key: str) -> tuple[Backtest, Job] | None:
@@ -261,19 +286,24 @@ async def compare(platform: Platform, user: User, task_ids: list[str]) -> dict[s
         "bestTaskId": ranked[-1]["taskId"] if ranked else None,
         "worstTaskId": ranked[0]["taskId"] if ranked else None,
     }
-    return {"tasks": tasks, "summary": summary}
+    # One flat metric object per requested id, in the request's order: the front end's comparison table.
+    by_id = {t["taskId"]: t for t in tasks}
+    return {"tasks": tasks, "metrics": [by_id[i]["metrics"] or {} for i in task_ids], "summary": summary}
 
 
 async def result(platform: Platform, user: User, backtest_id: str) -> dict[str, Any]:
     backtest, job = await get(platform, user, backtest_id)
     async with platform.db.session() as session:
         body = await session.scalar(select(Backtest.result).where(Backtest.id == backtest_id))
+    if job.status == job_states.SUCCEEDED and run_by_client(job):
+        # What its client reported: metrics only, never dressed up as a run of our engine.
+        body = {"taskId": backtest.id, "strategyId": backtest.strategy_id, "metrics": backtest.metrics or {}}
     if job.status != job_states.SUCCEEDED or body is None:
         raise NotFound(
             f"the backtest is {STATUS_OF_JOB[job.status]}; its result exists once it has completed",
             code="BACKTEST_RESULT_NOT_READY",
         )
-    return {**body, "displayName": backtest.display_name, "status": COMPLETED}
+    return {**body, "runBy": view(backtest, job).run_by, "displayName": backtest.display_name, "status": COMPLETED}
 
 
 async def rename(platform: Platform, user: User, backtest_id: str, display_name: str) -> BacktestOut:
@@ -289,6 +319,8 @@ async def cancel(platform: Platform, user: User, backtest_id: str) -> BacktestOu
     backtest, job = await get(platform, user, backtest_id)
     if STATUS_OF_JOB[job.status] not in ACTIVE:
         raise invalid_state(f"a {STATUS_OF_JOB[job.status]} backtest cannot be cancelled")
+    if run_by_client(job):
+        return await _reported(platform, user, backtest_id, CANCELLED, None)
     await jobs.cancel(platform, user, job.id)
     return view(*await get(platform, user, backtest_id))
 
@@ -303,24 +335,61 @@ async def retry(platform: Platform, user: User, backtest_id: str) -> BacktestOut
             current = await session.get(Job, backtest.job_id)
             if STATUS_OF_JOB[current.status] not in (FAILED, CANCELLED):
                 raise invalid_state(f"a {STATUS_OF_JOB[current.status]} backtest cannot be retried")
-            _runnable(strategy)  # the snapshot reruns, but only while the strategy is active
+            by_client = run_by_client(current)
+            if not by_client:
+                _runnable(strategy)  # the snapshot reruns, but only while the strategy is active
             backtest.result = backtest.metrics = None
-            job = await _new_job(session, backtest, attempt=current.attempt + 1)
+            job = await _new_job(session, backtest, attempt=current.attempt + 1, by_client=by_client)
     except IntegrityError:  # a concurrent retry created this run first
         raise invalid_state("the backtest is already being retried") from None
-    await jobs.dispatch(platform, job)
+    if not by_client:
+        await jobs.dispatch(platform, job)
     return view(*await get(platform, user, backtest_id))
 
 
-async def transition(platform: Platform, user: User, backtest_id: str, to_status: str) -> BacktestOut:
-    """The reference's state machine on a workflow-run backtest: → cancelled cancels the run, → pending
-    (from failed or cancelled) runs it again; running, completed and failed are reached by the run only."""
+async def transition(
+    platform: Platform, user: User, backtest_id: str, to_status: str, metrics: dict[str, float] | None = None
+) -> BacktestOut:
+    """The reference's state machine. → cancelled cancels a run and → pending (from failed or cancelled) runs
+    it again. A backtest its client runs also moves to running, completed (with the metrics it reports) and
+    failed this way; one our engine runs reaches those by running only."""
     backtest, job = await get(platform, user, backtest_id)
     if to_status == CANCELLED:
         return await cancel(platform, user, backtest_id)
     if to_status == PENDING:
         return await retry(platform, user, backtest_id)
-    raise invalid_state(f"a backtest becomes {to_status} by running; it is {STATUS_OF_JOB[job.status]}")
+    if not run_by_client(job):
+        raise invalid_state(f"a backtest becomes {to_status} by running; it is {STATUS_OF_JOB[job.status]}")
+    return await _reported(platform, user, backtest_id, to_status, metrics)
+
+
+# What a client may report of its own run, from each status.
+_REPORTED = {PENDING: (RUNNING, CANCELLED), RUNNING: (COMPLETED, FAILED, CANCELLED)}
+
+
+async def _reported(
+    platform: Platform, user: User, backtest_id: str, to_status: str, metrics: dict[str, float] | None
+) -> BacktestOut:
+    async with platform.db.session() as session:
+        backtest = await session.get(Backtest, backtest_id, with_for_update=True)
+        job = await session.get(Job, backtest.job_id, with_for_update=True)
+        current = STATUS_OF_JOB[job.status]
+        if to_status not in _REPORTED.get(current, ()):
+            raise invalid_state(f"a {current} backtest cannot become {to_status}")
+        now = utcnow()
+        job.status = JOB_STATUS_OF[to_status]
+        if to_status == RUNNING:
+            job.started_at = now
+        else:
+            job.finished_at = now
+        if to_status == COMPLETED:
+            job.progress, backtest.metrics = 1.0, dict(metrics or {})
+        elif to_status == FAILED:
+            job.error_code, job.error_message = "BACKTEST_REPORTED_FAILED", "its client reported the run failed"
+        elif to_status == CANCELLED:
+            job.error_code, job.error_message = "JOB_CANCELLED", "cancelled on request"
+        session.add(JobLogLine(job_id=job.id, message=f"{to_status} (reported by its client)"))
+    return view(*await get(platform, user, backtest_id))
 
 
 async def delete(platform: Platform, user: User, backtest_id: str) -> None:

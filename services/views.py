@@ -11,7 +11,10 @@ from pydantic.alias_generators import to_camel
 
 
 class Schema(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, from_attributes=True)
+    # NaN and infinities (which pydantic takes from strings such as "NaN") are refused: no column keeps them.
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, from_attributes=True, allow_inf_nan=False
+    )
 
 
 class UserOut(Schema):
@@ -118,7 +121,9 @@ class BacktestOut(Schema):
     idempotency_key: str | None
     status: str
     progress: float
-    metrics: dict[str, Any] | None
+    metrics: dict[str, Any]
+    # "engine" when our engine runs it; "client" when its client runs it and reports its metrics.
+    run_by: str
     display_name: str | None
     error: JobError | None
     created_at: datetime
@@ -140,7 +145,8 @@ class BacktestOut(Schema):
             idempotency_key=backtest.idempotency_key,
             status=status,
             progress=job.progress,
-            metrics=backtest.metrics,
+            metrics=backtest.metrics or {},
+            run_by="client" if job.executor_name == "client" else "engine",
             display_name=backtest.display_name,
             error=JobError(code=job.error_code, message=job.error_message) if job.error_code else None,
             created_at=backtest.created_at,

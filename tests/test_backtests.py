@@ -196,9 +196,10 @@ async def test_statistics_compare_related_and_rename(stack):
     assert [t["taskId"] for t in compared["tasks"]] == ids
     assert compared["summary"]["bestReturnRate"] == pytest.approx(max(returns))
     assert compared["summary"]["worstReturnRate"] == pytest.approx(min(returns))
+    assert [m["returnRate"] for m in compared["metrics"]] == pytest.approx(returns)  # the front end's table
 
     related = data(await stack.http.get(f"/backtests/{ids[0]}/related", headers=headers))
-    assert [t["id"] for t in related["items"]] == [ids[1]]
+    assert [t["id"] for t in related] == [ids[1]]  # a plain array, as the front end maps over it
     listed = data(await stack.http.get(f"/strategies/{strategy['id']}/backtests", headers=headers))
     assert {t["id"] for t in listed["items"]} == set(ids[:2])
     filtered = data(await stack.http.get("/backtests", params={"status": "failed"}, headers=headers))

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import Query
 from pydantic import Field
 
-from api.deps import CurrentUser, PlatformDep
+from api.deps import CurrentUser, PageNumber, PageSize, PlatformDep
 from api.envelope import ok, page
+from api.routing import api_router
 from services import backtests
 from services.views import JobOut, Schema
 
-router = APIRouter(prefix="/backtests", tags=["backtests"])
+router = api_router(prefix="/backtests", tags=["backtests"])
 
 Status = Literal["pending", "running", "completed", "failed", "cancelled"]
 
@@ -34,7 +35,8 @@ class NameIn(Schema):
 
 class TransitionIn(Schema):
     to_status: Status
-    metrics: dict[str, Any] | None = None  # the reference's; a workflow-run backtest's metrics come from its run
+    # What a client reports of its own run when it completes; an engine-run backtest's come from its run.
+    metrics: dict[Annotated[str, Field(min_length=1, max_length=64)], float] | None = Field(default=None, max_length=64)
 
 
 def task_body(backtest, job) -> dict[str, Any]:
@@ -54,7 +56,7 @@ def accepted(data: Any, created: bool):
     return ok(data, status=202 if created else 200, message="accepted" if created else "ok")
 
 
-async def _create(body: BacktestIn, user, platform):
+async def _create(body: BacktestIn, user, platform, *, run_now: bool = False):
     return await backtests.create(
         platform,
         user,
@@ -62,6 +64,7 @@ async def _create(body: BacktestIn, user, platform):
         body.config,
         idempotency_key=body.idempotency_key,
         display_name=body.display_name,
+        run_now=run_now,
     )
 
 
@@ -73,7 +76,7 @@ async def create(body: BacktestIn, user: CurrentUser, platform: PlatformDep):
 
 @router.post("/tasks", status_code=202)
 async def create_task(body: BacktestIn, user: CurrentUser, platform: PlatformDep):
-    backtest, job, created = await _create(body, user, platform)
+    backtest, job, created = await _create(body, user, platform, run_now=True)
     return accepted(task_body(backtest, job), created)
 
 
@@ -83,8 +86,8 @@ async def list_backtests(
     platform: PlatformDep,
     strategy_id: str | None = Query(None, alias="strategyId", max_length=80),
     status: Status | None = None,
-    page_number: int = Query(1, ge=1, alias="page"),
-    page_size: int = Query(20, ge=1, le=200, alias="pageSize"),
+    page_number: PageNumber = 1,
+    page_size: PageSize = 20,
 ):
     rows, total = await backtests.list_backtests(
         platform, user, strategy_id=strategy_id, status=status, page=page_number, page_size=page_size
@@ -121,10 +124,10 @@ async def related(
     limit: int = Query(10, ge=1, le=100),
 ):
     backtest, _ = await backtests.get(platform, user, task_id)
-    rows, total = await backtests.list_backtests(
+    rows, _ = await backtests.list_backtests(
         platform, user, strategy_id=backtest.strategy_id, status=status, page_size=limit, exclude=backtest.id
     )
-    return ok({"items": rows, "total": total, "strategyId": backtest.strategy_id})
+    return ok(rows)  # a plain array: the front end maps over it
 
 
 @router.get("/{task_id}")
@@ -134,7 +137,7 @@ async def get_backtest(task_id: str, user: CurrentUser, platform: PlatformDep):
 
 @router.post("/{task_id}/transition")
 async def transition(task_id: str, body: TransitionIn, user: CurrentUser, platform: PlatformDep):
-    return ok(await backtests.transition(platform, user, task_id, body.to_status))
+    return ok(await backtests.transition(platform, user, task_id, body.to_status, body.metrics))
 
 
 @router.post("/{task_id}/cancel")

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import Query
 from pydantic import Field
 
-from api.deps import CurrentUser, PlatformDep
+from api.deps import CurrentUser, PageNumber, PageSize, PlatformDep
 from api.envelope import ok, page
+from api.routing import api_router
 from domain import strategies as rules
 from services import backtests, strategies
 from services.views import Schema, StrategyOut
 
-router = APIRouter(prefix="/strategies", tags=["strategies"])
+router = api_router(prefix="/strategies", tags=["strategies"])
 
 
 class StrategyIn(Schema):
@@ -58,8 +59,8 @@ async def list_strategies(
     platform: PlatformDep,
     status: Literal["draft", "active", "inactive", "archived"] | None = None,
     search: str | None = Query(None, max_length=120),
-    page_number: int = Query(1, ge=1, alias="page"),
-    page_size: int = Query(20, ge=1, le=200, alias="pageSize"),
+    page_number: PageNumber = 1,
+    page_size: PageSize = 20,
 ):
     rows, total = await strategies.list_strategies(
         platform, user, status=status, search=search, page=page_number, page_size=page_size
@@ -130,8 +131,8 @@ async def list_backtests(
     user: CurrentUser,
     platform: PlatformDep,
     status: Literal["pending", "running", "completed", "failed", "cancelled"] | None = None,
-    page_number: int = Query(1, ge=1, alias="page"),
-    page_size: int = Query(20, ge=1, le=200, alias="pageSize"),
+    page_number: PageNumber = 1,
+    page_size: PageSize = 20,
 ):
     await strategies.get(platform, user, strategy_id)
     rows, total = await backtests.list_backtests(
