@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
@@ -12,7 +13,37 @@ ADVANCED_LEVEL = 2
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", allow_inf_nan=False)
+
+
+def unstorable_path(value: Any, path: str = "") -> str | None:
+    """Where ``value`` holds something a stored JSON document cannot keep, else None: a number that is not
+    finite (JSON has no spelling for it, and PostgreSQL refuses it) or text that is not valid UTF-8 (a lone
+    surrogate). Dict keys count as text too. The whole document is walked, ``advanced`` included."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path or "."
+    if isinstance(value, str) and not _is_utf8(value):
+        return path or "."
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(key, str) and not _is_utf8(key):
+                return path or "."  # the key itself cannot be part of a readable path
+            where = f"{path}.{key}" if path else str(key)
+            if (found := unstorable_path(item, where)) is not None:
+                return found
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            if (found := unstorable_path(item, f"{path}[{index}]")) is not None:
+                return found
+    return None
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class Theme(_Model):
@@ -98,6 +129,15 @@ class Preferences(_Model):
     advanced: dict[str, Any] = Field(default_factory=lambda: {"betaFeatures": False})
     last_updated: str | None = None
     sync_enabled: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storable(cls, data: Any) -> Any:
+        where = unstorable_path(data)
+        if where is not None:
+            # The path names a place, never the value (which may not even be printable).
+            raise ValueError(f"{where}: not a finite number or valid text")
+        return data
 
     def to_document(self) -> dict[str, Any]:
         """The stored and returned form: camelCase, without computed fields."""

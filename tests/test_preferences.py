@@ -224,3 +224,51 @@ async def test_level_2_sees_and_writes_advanced(stack):
         "betaFeatures": True,
         "tickDepth": 5,
     }
+
+
+UNSTORABLE_BODIES = {
+    "overflowing number": b'{"notifications": {"alertThresholds": {"profitThreshold": 1e999}}}',
+    "Infinity": b'{"notifications": {"alertThresholds": {"lossThreshold": Infinity}}}',
+    "NaN": b'{"data": {"tablePreferences": {"pageSize": NaN}}}',
+    "lone surrogate": b'{"theme": {"primaryColor": "\\ud800"}}',
+    "lone surrogate in a key": b'{"advanced": {"\\udfff": true}}',
+    "NaN in advanced": b'{"advanced": {"betaFeatures": true, "zoom": [1, NaN]}}',
+}
+
+
+async def test_numbers_and_text_json_cannot_store_are_refused_and_nothing_changes(stack):
+    user, headers = await signed_in(stack)
+    await promoted_to_level_2(stack, user["id"])  # so that `advanced`, the free-form section, is writable
+    raw = {**headers, "content-type": "application/json"}
+    data(await stack.http.patch(ROUTE, headers=headers, json={"theme": {"mode": "dark"}}))
+    before = data(await stack.http.get(ROUTE, headers=headers))
+    for body in UNSTORABLE_BODIES.values():
+        assert_error(await stack.http.patch(ROUTE, headers=raw, content=body), 422, "VALIDATION_ERROR")
+        # An import carries a whole document; the same values are refused there too.
+        document = body.replace(b"{", b'{"version": 1, ', 1)
+        assert_error(await stack.http.post(f"{ROUTE}/import", headers=raw, content=document), 422, "VALIDATION_ERROR")
+    assert data(await stack.http.get(ROUTE, headers=headers)) == before
+
+
+def test_the_preferences_model_itself_refuses_what_json_cannot_store():
+    """The rule lives with the document, whatever reads the JSON (a lenient parser, a stored row, a script)."""
+    from pydantic import ValidationError
+
+    from domain.preferences import Preferences
+
+    unstorable = [
+        {"notifications": {"alertThresholds": {"profitThreshold": float("inf")}}},
+        {"notifications": {"alertThresholds": {"lossThreshold": float("nan")}}},
+        {"advanced": {"zoom": [1.0, float("-inf")]}},
+        {"theme": {"primaryColor": "\ud800"}},
+        {"advanced": {"\udfff": True}},
+        {"lastUpdated": "2026-01-01\udc80"},
+    ]
+    for document in unstorable:
+        try:
+            Preferences.model_validate(document)
+        except ValidationError as refused:
+            assert "not a finite number or valid text" in str(refused)
+        else:
+            raise AssertionError(f"accepted {document!r}")
+    assert Preferences.model_validate({"advanced": {"zoom": [1.5, 2]}, "theme": {"primaryColor": "#ü"}})
