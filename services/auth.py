@@ -6,7 +6,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import AppError, Conflict, Forbidden, InvalidInput, RateLimited, Unauthorized
-from core.security import email_digest, normalize_email
+from core.security import digest, email_digest, normalize_email
 from db.models import User
 from domain.passwords import is_strong_password
 from services import audit, auth_tokens, rate_limits, sessions
@@ -16,7 +16,11 @@ from services.sessions import IssuedSession
 from services.token_mail import request_token_mail
 from workflows.auth_token import EMAIL_VERIFICATION
 
+# Failed sign-ins are counted twice: per account and client address, with a low limit, so that a stranger's
+# guesses do not lock the owner out of another address; and per account, with a ceiling high enough for
+# that, so that guesses spread over many addresses are still throttled.
 LOGIN_ATTEMPTS = "login_attempts"
+LOGIN_ATTEMPTS_PER_ACCOUNT = "login_attempts_account"
 
 
 async def register(platform: Platform, email: str, password: str, client: ClientInfo) -> User:
@@ -56,19 +60,36 @@ async def verify_email(platform: Platform, secret: str, client: ClientInfo) -> U
     return user
 
 
+def _login_limits(platform: Platform, email: str, client: ClientInfo) -> list[rate_limits.Limit]:
+    """Keyed by the email's digest (so unknown emails are throttled alike); the pair key starts with the
+    account's part, so a password reset can lift the throttle for every address at once."""
+    s = platform.settings
+    account = email_digest(email)
+    pair = account[:32] + digest(client.address or "unknown")[:32]
+    window = s.login_failure_window_seconds
+    return [
+        rate_limits.Limit(LOGIN_ATTEMPTS, pair, s.login_max_failures, window),
+        rate_limits.Limit(LOGIN_ATTEMPTS_PER_ACCOUNT, account, s.login_max_failures_per_account, window),
+    ]
+
+
+async def lift_login_throttle(session: AsyncSession, email: str) -> None:
+    """Forget the account's failed sign-ins, from every address."""
+    account = email_digest(email)
+    await rate_limits.clear_prefix(session, LOGIN_ATTEMPTS, account[:32])
+    await rate_limits.clear(session, LOGIN_ATTEMPTS_PER_ACCOUNT, account)
+
+
 async def login(platform: Platform, email: str, password: str, client: ClientInfo) -> IssuedSession:
-    """Throttled per account (keyed by the email's digest, so unknown emails are throttled alike).
+    """Throttled per account and client address, and per account with a higher ceiling.
 
     Every attempt counts until one succeeds; the password is checked outside any transaction so a
     flood of sign-ins cannot hold the connection pool while argon2 runs.
     """
     email = normalize_email(email)
-    s = platform.settings
-    key = email_digest(email)
+    limits = _login_limits(platform, email, client)
     async with platform.db.session() as session:
-        wait = await rate_limits.consume(
-            session, LOGIN_ATTEMPTS, key, s.login_max_failures, s.login_failure_window_seconds
-        )
+        wait = await rate_limits.consume_all(session, limits)
         user = await find_by_email(session, email) if wait is None else None
         if wait is not None:
             await audit.record(session, "login", "throttled", client, email=email)
@@ -78,7 +99,9 @@ async def login(platform: Platform, email: str, password: str, client: ClientInf
     async with platform.db.session() as session:
         error = await _login_refusal(session, platform, user if ok else None, email, client)
         if error is None:
-            await rate_limits.clear(session, LOGIN_ATTEMPTS, key)
+            # The password was right: what was counted against this account is forgiven.
+            for limit in limits:
+                await rate_limits.clear(session, limit.scope, limit.key)
             issued = await sessions.open_session(session, platform, user, client)
             await audit.record(session, "login", "success", client, user_id=user.id, email=email)
     if error is not None:
@@ -109,10 +132,4 @@ async def logout(platform: Platform, user: User, session_id: str, client: Client
 
 async def request_verification_mail(platform: Platform, email: str, client: ClientInfo) -> None:
     """Resend: the caller learns nothing about the address; only an unverified live account gets mail."""
-
-    def eligible(user: User) -> str | None:
-        if not user.is_active:
-            return "user_disabled"
-        return "already_verified" if user.email_verified else None
-
-    await request_token_mail(platform, EMAIL_VERIFICATION, "verify_email_resend", email, client, eligible)
+    await request_token_mail(platform, EMAIL_VERIFICATION, email, client)

@@ -13,7 +13,7 @@ from core.security import digest
 from core.temporal import KIND, USER_ID
 from db.base import utcnow
 from db.models import AuthToken, User
-from services.platform import Platform
+from services.platform import ClientInfo, Platform
 from workflows.auth_token import AuthTokenInput, AuthTokenWorkflow, workflow_id
 
 log = logging.getLogger(__name__)
@@ -27,9 +27,28 @@ def lifetime(platform: Platform, purpose: str) -> timedelta:
 
 async def create(session: AsyncSession, platform: Platform, user: User, purpose: str) -> AuthToken:
     """A new token row for ``user``; it supersedes every live token of the same purpose."""
-    now = utcnow()
     await withdraw_live(session, user.id, purpose)
-    token = AuthToken(user_id=user.id, purpose=purpose, email=user.email, expires_at=now + lifetime(platform, purpose))
+    token = AuthToken(
+        user_id=user.id, purpose=purpose, email=user.email, expires_at=utcnow() + lifetime(platform, purpose)
+    )
+    session.add(token)
+    await session.flush()
+    return token
+
+
+async def create_request(
+    session: AsyncSession, platform: Platform, purpose: str, email: str, client: ClientInfo
+) -> AuthToken:
+    """A token row for whoever owns ``email``, if anyone. The request path writes it for every address and
+    never looks the address up: the worker resolves it to an account (or to none) off the request path."""
+    token = AuthToken(
+        purpose=purpose,
+        email=email,
+        expires_at=utcnow() + lifetime(platform, purpose),
+        client_address=client.address,
+        user_agent=(client.user_agent or "")[:255] or None,
+        request_id=client.request_id,
+    )
     session.add(token)
     await session.flush()
     return token
@@ -38,16 +57,16 @@ async def create(session: AsyncSession, platform: Platform, user: User, purpose:
 async def withdraw_live(session: AsyncSession, user_id: str, purpose: str) -> None:
     """Make every live ``purpose`` token of the user unusable (their workflows settle them later)."""
     await session.execute(
-        update(AuthToken)
-        .where(
-            AuthToken.user_id == user_id,
-            AuthToken.purpose == purpose,
-            AuthToken.consumed_at.is_(None),
-            AuthToken.superseded_at.is_(None),
-            AuthToken.expired_at.is_(None),
-        )
-        .values(superseded_at=utcnow(), token_digest=None)
+        update(AuthToken).where(*AuthToken.live_of(user_id, purpose)).values(superseded_at=utcnow(), token_digest=None)
     )
+
+
+def _search_attributes(token: AuthToken) -> TypedSearchAttributes:
+    pairs = [SearchAttributePair(KIND, token.purpose)]
+    # A request by address has no user yet (and may never have one).
+    if token.user_id is not None:
+        pairs.append(SearchAttributePair(USER_ID, token.user_id))
+    return TypedSearchAttributes(pairs)
 
 
 async def start_workflow(platform: Platform, token: AuthToken) -> None:
@@ -62,9 +81,7 @@ async def start_workflow(platform: Platform, token: AuthToken) -> None:
             id=workflow_id(token.purpose, token.id),
             task_queue=platform.settings.task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            search_attributes=TypedSearchAttributes(
-                [SearchAttributePair(KIND, token.purpose), SearchAttributePair(USER_ID, token.user_id)]
-            ),
+            search_attributes=_search_attributes(token),
         )
     except Exception:
         log.exception("could not start the workflow of %s token %s; withdrawing it", token.purpose, token.id)
@@ -84,6 +101,7 @@ async def consume(session: AsyncSession, purpose: str, secret: str) -> AuthToken
             AuthToken.consumed_at.is_(None),
             AuthToken.superseded_at.is_(None),
             AuthToken.expired_at.is_(None),
+            AuthToken.refused_at.is_(None),
             AuthToken.expires_at > now,
         )
         .values(consumed_at=now)

@@ -3,26 +3,18 @@
 from __future__ import annotations
 
 from core.errors import InvalidInput
-from core.security import email_digest
 from db.models import User
 from domain.passwords import is_strong_password
-from services import audit, auth_tokens, rate_limits, sessions
+from services import audit, auth_tokens, sessions
 from services.accounts import hash_password, weak_password
-from services.auth import LOGIN_ATTEMPTS
+from services.auth import lift_login_throttle
 from services.platform import ClientInfo, Platform
 from services.token_mail import request_token_mail
 from workflows.auth_token import PASSWORD_RESET
 
-REQUEST_EVENT = "password_reset_request"
-
-
-def _refusal(user: User) -> str | None:
-    # Unverified accounts may reset: the mail proves the address as well as verification would.
-    return "user_disabled" if not user.is_active else None
-
 
 async def request_reset(platform: Platform, email: str, client: ClientInfo) -> None:
-    await request_token_mail(platform, PASSWORD_RESET, REQUEST_EVENT, email, client, _refusal)
+    await request_token_mail(platform, PASSWORD_RESET, email, client)
 
 
 async def confirm_reset(platform: Platform, secret: str, new_password: str, client: ClientInfo) -> int:
@@ -46,7 +38,7 @@ async def confirm_reset(platform: Platform, secret: str, new_password: str, clie
             user.email_verified = True
             revoked = await sessions.revoke(session, user.id)
             # A successful reset lifts any sign-in throttle on the account.
-            await rate_limits.clear(session, LOGIN_ATTEMPTS, email_digest(user.email))
+            await lift_login_throttle(session, user.email)
             await audit.record(
                 session, "password_reset_confirm", "password_updated", client, user_id=user.id, email=user.email
             )

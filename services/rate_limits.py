@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import delete, func, select
@@ -11,6 +13,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from db.base import utcnow
 from db.engine import serialize
 from db.models import RateLimitHit
+
+
+@dataclass(frozen=True)
+class Limit:
+    """At most ``limit`` events per ``window_seconds`` for one key of one scope."""
+
+    scope: str
+    key: str
+    limit: int
+    window_seconds: int
 
 
 async def retry_after(session: AsyncSession, scope: str, key: str, limit: int, window_seconds: int) -> int | None:
@@ -39,13 +51,35 @@ async def clear(session: AsyncSession, scope: str, key: str) -> None:
     await session.execute(delete(RateLimitHit).where(RateLimitHit.scope == scope, RateLimitHit.key == key))
 
 
+async def clear_prefix(session: AsyncSession, scope: str, prefix: str) -> None:
+    """Forget every key of ``scope`` that starts with ``prefix`` (keys built as owner digest + detail)."""
+    await session.execute(
+        delete(RateLimitHit).where(RateLimitHit.scope == scope, RateLimitHit.key.startswith(prefix, autoescape=True))
+    )
+
+
 async def consume(session: AsyncSession, scope: str, key: str, limit: int, window_seconds: int) -> int | None:
     """Count one event against the limit, serialized per key so parallel requests cannot slip past it.
 
     Returns None when the event is allowed (and counted), else the seconds until it would be.
     """
-    await serialize(session, f"{scope}:{key}")
-    wait = await retry_after(session, scope, key, limit, window_seconds)
-    if wait is None:
-        await hit(session, scope, key, window_seconds)
-    return wait
+    return await consume_all(session, [Limit(scope, key, limit, window_seconds)])
+
+
+async def consume_all(session: AsyncSession, limits: Sequence[Limit]) -> int | None:
+    """Count one event against every limit if all allow it; else count nothing and return the longest wait.
+
+    Callers list the limits in one fixed order (narrowest first), so the per-key locks cannot deadlock.
+    """
+    for limit in limits:
+        await serialize(session, f"{limit.scope}:{limit.key}")
+    waits = [
+        wait
+        for limit in limits
+        if (wait := await retry_after(session, limit.scope, limit.key, limit.limit, limit.window_seconds)) is not None
+    ]
+    if waits:
+        return max(waits)
+    for limit in limits:
+        await hit(session, limit.scope, limit.key, limit.window_seconds)
+    return None

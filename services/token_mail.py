@@ -1,36 +1,30 @@
 """The uniform "mail me a token" request shared by password reset and verification resend.
 
-Whatever the address (known, unknown, unverified, disabled) the caller gets the same answer; only the
-audit trail and the outbox differ. Limits are counted per email digest and per client address, for unknown
-addresses exactly as for known ones.
+Whatever the address (known, unknown, unverified, disabled) the request path does the same work and the
+caller gets the same answer: past the limits it writes a token row and starts the token's workflow, and
+never looks the address up. The workflow's delivery activity decides whether an account may receive
+the mail, and records the outcome in the audit trail. Limits are counted per email digest and per client
+address, for unknown addresses exactly as for known ones.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from core.errors import AppError, RateLimited
 from core.security import digest, email_digest, normalize_email
-from db.models import AuthToken, User
+from db.models import AuthToken
 from services import audit, auth_tokens, rate_limits
-from services.accounts import find_by_email
 from services.platform import ClientInfo, Platform
+from workflows.auth_token import REQUEST_EVENT
 
 
-async def request_token_mail(
-    platform: Platform,
-    purpose: str,
-    event: str,
-    email: str,
-    client: ClientInfo,
-    refusal: Callable[[User], str | None],
-) -> None:
-    """Issue and mail a ``purpose`` token if the account exists and ``refusal(user)`` is None.
+async def request_token_mail(platform: Platform, purpose: str, email: str, client: ClientInfo) -> None:
+    """Ask the worker to mail a ``purpose`` token to ``email`` if it belongs to an account that may have one.
 
     Over the per-address limit the caller gets 429; over the per-email limit the answer stays the
     uniform one (so the limit reveals nothing) and no mail goes out.
     """
     email = normalize_email(email)
+    event = REQUEST_EVENT[purpose]
     s = platform.settings
     error: AppError | None = None
     token: AuthToken | None = None
@@ -48,13 +42,7 @@ async def request_token_mail(
         ):
             await audit.record(session, event, "rate_limited", client, email=email)
         else:
-            user = await find_by_email(session, email)
-            outcome = "user_not_found" if user is None else refusal(user)
-            if outcome is None:
-                token = await auth_tokens.create(session, platform, user, purpose)
-            await audit.record(
-                session, event, outcome or "issued", client, user_id=user.id if user else None, email=email
-            )
+            token = await auth_tokens.create_request(session, platform, purpose, email, client)
     if error is not None:
         raise error
     if token is not None:

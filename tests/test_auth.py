@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from urllib.parse import urlencode
 
+import httpx
 import pytest
 
-from tests.conftest import secret
+from tests.conftest import data, error, secret
 
 PASSWORD = "Correct9Horse"
 
@@ -143,3 +145,90 @@ async def test_password_change_guesses_are_throttled(stack):
         "/users/me/password", json={**body, "currentPassword": PASSWORD}, headers=headers
     )
     assert throttled.status_code == 429 and throttled.json()["error"]["code"] == "PASSWORD_CHANGE_THROTTLED"
+
+
+def from_address(stack, address: str) -> httpx.AsyncClient:
+    """The same API, reached from another client address."""
+    transport = httpx.ASGITransport(app=stack.http._transport.app, client=(address, 4444))
+    return httpx.AsyncClient(transport=transport, base_url="http://api.test")
+
+
+async def test_a_strangers_failures_do_not_lock_the_owner_out_of_another_address(stack):
+    address = email()
+    await stack.register_verified(address, PASSWORD)
+    for _ in range(stack.settings.login_max_failures):
+        failed = await stack.http.post("/auth/login", json={"email": address, "password": "Wrong1Password"})
+        assert error(failed, 401)["code"] == "INVALID_CREDENTIALS"
+    # The stranger's address is throttled, even with the right password ...
+    throttled = await stack.http.post("/auth/login", json={"email": address, "password": PASSWORD})
+    assert error(throttled, 429)["code"] == "LOGIN_THROTTLED" and int(throttled.headers["retry-after"]) > 0
+    # ... while the owner, elsewhere, signs in.
+    async with from_address(stack, "198.51.100.23") as owner:
+        signed_in = await owner.post("/auth/login", json={"email": address, "password": PASSWORD})
+        secret(data(signed_in)["token"])
+
+
+@pytest.mark.parametrize("known", [True, False], ids=["known", "unknown"])
+async def test_failures_from_many_addresses_reach_the_per_account_ceiling(stack, known):
+    address = email()
+    if known:
+        await stack.register_verified(address, PASSWORD)
+    stack.settings.login_max_failures_per_account = 7
+    wrong = {"email": address, "password": "Wrong1Password"}
+    answers = []
+    for client_address in ("198.51.100.1", "198.51.100.2"):
+        async with from_address(stack, client_address) as client:
+            answers += [(await client.post("/auth/login", json=wrong)).status_code for _ in range(5)]
+    # Five from the first address; the second is stopped by the account's ceiling, not its own limit.
+    assert answers == [401] * 7 + [429] * 3
+    async with from_address(stack, "198.51.100.3") as fresh:
+        throttled = await fresh.post("/auth/login", json={"email": address, "password": PASSWORD})
+    assert error(throttled, 429)["code"] == "LOGIN_THROTTLED"
+    assert 0 < int(throttled.headers["retry-after"]) <= stack.settings.login_failure_window_seconds
+
+
+async def test_the_mailed_verification_link_verifies_and_opens_the_sign_in_page(stack):
+    address = email()
+    await stack.http.post("/auth/register", json={"email": address, "password": secret(PASSWORD)})
+    body = (await stack.wait_for_mail(address))[0].get_body(("plain",)).get_content()
+    assert f"{stack.settings.public_api_url}/auth/verify-email/confirm?token=" in body
+    token = await stack.token_from_mail(address)
+
+    opened = await stack.http.get("/auth/verify-email/confirm", params={"token": token})
+    assert opened.status_code == 303
+    assert opened.headers["location"] == f"http://app.test/auth/login?{urlencode({'email': address})}"
+    await stack.login(address, PASSWORD)
+
+    invalid = "http://app.test/auth/login?verifyError=invalid"
+    reused = await stack.http.get("/auth/verify-email/confirm", params={"token": token})
+    assert reused.status_code == 303 and reused.headers["location"] == invalid
+    forged = await stack.http.get("/auth/verify-email/confirm", params={"token": "x" * 43})
+    assert forged.status_code == 303 and forged.headers["location"] == invalid
+
+
+async def test_an_email_alone_never_verifies_it_asks_for_a_new_link(stack):
+    address = email()
+    await stack.http.post("/auth/register", json={"email": address, "password": secret(PASSWORD)})
+    first = await stack.token_from_mail(address)
+    stack.settings.reset_per_email_limit = 2
+
+    page = await stack.http.post("/auth/verify-email", json={"email": address})
+    before = await stack.http.post("/auth/login", json={"email": address, "password": PASSWORD})
+    assert error(before, 403)["code"] == "EMAIL_NOT_VERIFIED"
+    # The page's request is a resend: a new link that supersedes the first ...
+    await stack.token_from_mail(address, index=1)
+    assert error(await stack.http.post("/auth/verify-email", json={"token": first}), 400)["code"] == (
+        "INVALID_VERIFICATION_TOKEN"
+    )
+    resend = await stack.http.post("/auth/verify-email/resend", json={"email": address})
+    newest = await stack.token_from_mail(address, index=2)
+    unknown = await stack.http.post("/auth/verify-email", json={"email": email()})
+    assert page.status_code == resend.status_code == unknown.status_code == 200
+    assert page.content == resend.content == unknown.content
+    assert "data" not in page.json()
+    # ... counted under the resend's limits: a third request by email sends nothing.
+    await stack.http.post("/auth/verify-email", json={"email": address})
+    await asyncio.sleep(1)
+    assert len(stack.mails_to(address)) == 3
+    assert data(await stack.http.post("/auth/verify-email", json={"token": newest}))["emailVerified"] is True
+    assert error(await stack.http.post("/auth/verify-email", json={}), 422)["code"] == "VALIDATION_ERROR"

@@ -4,9 +4,18 @@ sessions revoked, limits that survive a restart, and the audit trail."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
+from collections.abc import Iterator
 
+import pytest
+from sqlalchemy import event, select
+
+from core.temporal import KIND, SEARCH_ATTRIBUTES
+from db.base import utcnow
+from db.engine import Database
+from db.models import AuthToken
 from tests.conftest import open_stack, secret
 
 PASSWORD = "Original1Password"
@@ -59,7 +68,7 @@ async def test_token_works_once_and_revokes_every_session(stack):
     await request_reset(stack, address)
     mail = (await stack.wait_for_mail(address, count=2))[-1]
     body = mail.get_body(("plain",)).get_content()
-    assert "http://app.test/reset-password?token=" in body
+    assert "http://app.test/auth/reset-password?token=" in body
     token = await stack.token_from_mail(address)
 
     done = await confirm(stack, token)
@@ -117,6 +126,8 @@ async def test_rate_limits_are_uniform_and_survive_a_restart(database_url, dev_s
         first = await request_reset(stack, known)
         await stack.wait_for_mail(known, count=2)
         await request_reset(stack, unknown)
+        # The worker decides off the request path that the address has no account; let it finish here.
+        await wait_for_audit(stack, "password_reset_request", "user_not_found")
     # A new API and worker on the same database: the counts were persisted.
     async for stack in open_stack(database_url, dev_server.client, smtp_server, tmp_path, **limits):
         limited = await request_reset(stack, known)
@@ -169,6 +180,19 @@ async def test_cli_reset_request_and_confirm_from_stdin(stack):
     assert "INVALID_RESET_TOKEN" in reused.output
 
 
+async def audit_outcomes(stack, event: str) -> list[str]:
+    result = await stack.cli("audit", "list", "--event", event)
+    return [row["outcome"] for row in json.loads(result.stdout)["items"]]
+
+
+async def wait_for_audit(stack, event: str, outcome: str, timeout: float = 20.0) -> None:
+    """Outcomes of requests by address are recorded by the worker, shortly after the answer."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while outcome not in await audit_outcomes(stack, event):
+        assert asyncio.get_running_loop().time() < deadline, f"no {event} {outcome} in the audit trail"
+        await asyncio.sleep(0.2)
+
+
 async def make_admin(stack) -> dict[str, str]:
     address = f"admin-{uuid.uuid4().hex[:8]}@example.com"
     password = secret("Admin1Password")
@@ -216,3 +240,95 @@ async def test_an_admin_email_change_withdraws_links_sent_to_the_old_address(sta
     changed = await stack.http.patch(f"/admin/users/{user['id']}", json={"email": email()}, headers=admin)
     assert changed.status_code == 200
     assert (await confirm(stack, token)).status_code == 400
+
+
+# --- the request path does the same work for every address ----------------------------------------------
+
+REQUEST_ROUTES = {
+    "reset": ("/auth/password-reset/request", "password_reset", "reset-token-"),
+    "resend": ("/auth/verify-email/resend", "email_verification", "verify-token-"),
+    "verify-page": ("/auth/verify-email", "email_verification", "verify-token-"),
+}
+
+
+@contextlib.contextmanager
+def sql_of_the_api(stack) -> Iterator[list[str]]:
+    """Every SQL statement the API process sends while the block runs (the worker has its own engine)."""
+    engine = stack.http._transport.app.state.platform.db.engine.sync_engine
+    statements: list[str] = []
+
+    def note(connection, cursor, statement, parameters, context, executemany) -> None:
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        yield statements
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+
+
+async def token_rows_since(stack, since, purpose: str) -> list[AuthToken]:
+    db = Database.from_settings(stack.settings)
+    try:
+        async with db.session() as session:
+            rows = await session.scalars(
+                select(AuthToken)
+                .where(AuthToken.created_at >= since, AuthToken.purpose == purpose)
+                .order_by(AuthToken.created_at)
+            )
+            return list(rows)
+    finally:
+        await db.dispose()
+
+
+async def started_with(stack, workflow_id: str) -> tuple[str, bytes, dict]:
+    """A started workflow's type, its input as stored in Temporal, and its search attributes."""
+    handle = stack.temporal.get_workflow_handle(workflow_id)
+    description = await handle.describe()
+    history = await handle.fetch_history()
+    started = history.events[0].workflow_execution_started_event_attributes
+    stored_input = b"".join(payload.data for payload in started.input.payloads)
+    ours = {key.name for key in SEARCH_ATTRIBUTES}
+    attributes = {key.name: value for key, value in description.typed_search_attributes if key.name in ours}
+    return description.workflow_type, stored_input, attributes
+
+
+@pytest.mark.parametrize("route", REQUEST_ROUTES, ids=list(REQUEST_ROUTES))
+async def test_known_and_unknown_addresses_cost_the_request_path_the_same_work(stack, route):
+    path, purpose, prefix = REQUEST_ROUTES[route]
+    known, unknown = email(), email()
+    if purpose == "password_reset":
+        await stack.register_verified(known, PASSWORD)
+    else:  # a resend is for an account still waiting for verification
+        await stack.http.post("/auth/register", json={"email": known, "password": secret(PASSWORD)})
+        await stack.wait_for_mail(known)
+    since = utcnow()
+
+    answers, work = [], []
+    for address in (known, unknown):
+        with sql_of_the_api(stack) as statements:
+            answers.append(await stack.http.post(path, json={"email": address}))
+        work.append(statements)
+    assert answers[0].status_code == 200 and answers[0].content == answers[1].content
+    # The same statements in the same order: the request path never looks the address up.
+    assert work[0] == work[1] and any("INSERT INTO auth_tokens" in sql for sql in work[0])
+    assert not any("FROM users" in sql for sql in work[0])
+
+    # Each request wrote a token row and started the same workflow, with only the row's id as input.
+    rows = await token_rows_since(stack, since, purpose)
+    assert len(rows) == 2
+    started = [await started_with(stack, prefix + row.id) for row in rows]
+    assert started[0][0] == started[1][0] == "AuthTokenWorkflow"
+    assert started[0][2] == started[1][2] == {KIND.name: purpose}
+    for (_, stored_input, _), address in zip(started, (known, unknown), strict=True):
+        assert address.encode() not in stored_input
+
+    # Off the request path the worker tells them apart: the account gets mail, the unknown address is
+    # refused and erased from its row.
+    await stack.wait_for_mail(known, count=2)
+    unknown_handle = stack.temporal.get_workflow_handle(prefix + rows[1].id)
+    assert await unknown_handle.result() == "refused"
+    rows = await token_rows_since(stack, since, purpose)
+    assert rows[0].user_id is not None and rows[0].email == known
+    assert rows[1].user_id is None and rows[1].email is None and rows[1].client_address is None
+    assert stack.mails_to(unknown) == []

@@ -19,6 +19,8 @@ from temporalio.exceptions import ActivityError
 PASSWORD_RESET = "password_reset"
 EMAIL_VERIFICATION = "email_verification"
 WORKFLOW_ID_PREFIX = {PASSWORD_RESET: "reset-token-", EMAIL_VERIFICATION: "verify-token-"}
+# The audit event of a request by address; the worker records its outcome once it knows the account.
+REQUEST_EVENT = {PASSWORD_RESET: "password_reset_request", EMAIL_VERIFICATION: "verify_email_resend"}
 
 # Activity names, shared with activities/auth.py (kept as strings so this module stays free of the database).
 DELIVER_ACTIVITY = "deliver_auth_token"

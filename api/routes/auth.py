@@ -2,22 +2,39 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse, RedirectResponse
+from pydantic import EmailStr, Field, model_validator
 
 from api.deps import SESSION_COOKIE, CallerDep, ClientDep, PlatformDep
 from api.envelope import ok
-from api.schemas import Credentials, EmailIn, LoginOut, ResetConfirmIn, TokenIn
-from core.errors import Gone
+from api.schemas import Credentials, EmailIn, LoginOut, ResetConfirmIn
+from core.errors import AppError, Gone
 from services import auth, password_reset
 from services.platform import Platform
-from services.views import UserOut
+from services.views import Schema, UserOut
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
 # One text for every reset request, whatever the address: nothing in it tells accounts apart.
 RESET_REQUESTED = "If an account exists for this email, a password reset link has been sent to it."
 VERIFICATION_REQUESTED = "If this email belongs to an unverified account, a new verification link has been sent."
+
+
+class VerifyEmailIn(Schema):
+    """A mailed token verifies; an email alone (what the reference front end's page posts) only asks for a
+    new link, since anyone could name an address they do not own."""
+
+    token: str | None = Field(default=None, min_length=1, max_length=512)
+    email: EmailStr | None = None
+
+    @model_validator(mode="after")
+    def _token_or_email(self) -> VerifyEmailIn:
+        if self.token is None and self.email is None:
+            raise ValueError("token or email is required")
+        return self
 
 
 def _set_session_cookie(response: JSONResponse, platform: Platform, token: str) -> None:
@@ -50,9 +67,33 @@ async def login(body: Credentials, platform: PlatformDep, client: ClientDep):
 
 
 @router.post("/verify-email")
-async def verify_email(body: TokenIn, platform: PlatformDep, client: ClientDep):
+async def verify_email(body: VerifyEmailIn, platform: PlatformDep, client: ClientDep):
+    if body.token is None:
+        # Answered exactly as a resend, under the same limits: the caller cannot tell the two apart.
+        await auth.request_verification_mail(platform, body.email, client)
+        return ok(message=VERIFICATION_REQUESTED)
     user = await auth.verify_email(platform, body.token, client)
     return ok(UserOut.model_validate(user), message="email verified")
+
+
+# The link carried a secret: the answer is neither cached nor passed on as a referrer.
+_LINK_ANSWER_HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+
+
+@router.get("/verify-email/confirm", status_code=303, response_class=RedirectResponse)
+async def confirm_verification_link(
+    platform: PlatformDep, client: ClientDep, token: str = Query(min_length=1, max_length=512)
+):
+    """The mailed link: verify, then send the browser to the front end's sign-in page (with the address
+    filled in), or to the same page with an error flag that says nothing about any account."""
+    sign_in = platform.settings.public_app_url.rstrip("/") + platform.settings.sign_in_path
+    try:
+        user = await auth.verify_email(platform, token, client)
+    except AppError:
+        query = {"verifyError": "invalid"}
+    else:
+        query = {"email": user.email}
+    return RedirectResponse(f"{sign_in}?{urlencode(query)}", status_code=303, headers=_LINK_ANSWER_HEADERS)
 
 
 @router.post("/verify-email/resend")
