@@ -23,7 +23,15 @@ from core.settings import Settings
 from db.engine import Database
 from db.models import Job, MarketBar, MarketSyncCoverage
 from domain.indicators import calculate
-from domain.market import IndicatorsRequest, Span, SyncRequest, merge_spans, missing_spans
+from domain.market import (
+    MAX_BARS,
+    RANGE_TOO_LARGE,
+    IndicatorsRequest,
+    Span,
+    SyncRequest,
+    merge_spans,
+    missing_spans,
+)
 from integrations.market_data import MarketDataProvider
 
 INSERT_CHUNK = 1000
@@ -35,6 +43,7 @@ class MarketDataActivities:
         self._db = db
         self._provider = provider
         self._parallelism = settings.market_sync_parallelism
+        self._max_bars = settings.market_max_bars_per_request
 
     @activity.defn(name="market_data_sync")
     async def sync(self, job_id: str) -> dict[str, Any]:
@@ -117,8 +126,12 @@ class MarketDataActivities:
         async with self._db.session() as session:
             job = await session.get(Job, job_id)
         try:
-            return model.model_validate(job.payload)
+            # The bound is checked again here: a job may come from a route that did not know it.
+            return model.model_validate(job.payload, context={MAX_BARS: self._max_bars})
         except ValidationError as error:
+            too_large = [e["msg"] for e in error.errors() if e["type"] == RANGE_TOO_LARGE]
+            if too_large:
+                raise activity_error("MARKET_RANGE_TOO_LARGE", too_large[0], retryable=False) from None
             raise activity_error("INVALID_ARGUMENT", str(error), retryable=False) from None
 
     async def sync_symbol(self, job_id: str, symbol: str, request: SyncRequest) -> dict[str, Any]:
@@ -153,11 +166,15 @@ class MarketDataActivities:
         }
 
     async def _missing_ranges(self, symbol: str, request: SyncRequest) -> tuple[int, list[Span]]:
-        """Rows already stored in the range, and the parts of the range never fetched (holes included)."""
+        """Rows already stored in the range, and the parts of the range never fetched (holes included).
+
+        Nothing after now is asked for: no provider has those bars yet."""
         key = (symbol, request.timeframe, self._provider.source)
         async with self._db.session() as session:
             covered = [(_aware(c.start), _aware(c.end)) for c in await session.scalars(_coverage_of(*key))]
-        return await self._count(symbol, request), missing_spans((request.start, request.end), covered)
+        wanted = (request.start, min(request.end, datetime.now(UTC)))
+        gaps = missing_spans(wanted, covered) if wanted[0] < wanted[1] else []
+        return await self._count(symbol, request), gaps
 
     async def _count(self, symbol: str, request: SyncRequest) -> int:
         async with self._db.session() as session:

@@ -9,7 +9,7 @@ import click
 from cli import context
 from cli.jobs import find_user, follow, job_view, user_option, wait_option
 from cli.output import command_runner, emit
-from services import jobs
+from services import market
 
 SPEC_HELP = "NAME[:key=value,...], e.g. sma:period=50, macd:fast=12,slow=26,signal=9, bollinger:stdDev=2.5"
 
@@ -50,7 +50,8 @@ async def calculate(user_email, wait, symbol, start_date, end_date, timeframe, s
     }
     async with context.platform() as platform:
         user = await find_user(platform, user_email)
-        job, _ = await jobs.submit(platform, user, "market_indicators_calculate", payload, f"indicators-{uuid.uuid4()}")
+        key = f"indicators-{uuid.uuid4()}"
+        job, _ = await market.submit_task(platform, user, "market_indicators_calculate", payload, key)
         emit(await follow(platform, user, job.id) if wait else job_view(job))
 
 

@@ -16,7 +16,7 @@ from pydantic.alias_generators import to_snake
 from cli import context
 from cli.jobs import find_user, follow, job_view, user_option, wait_option
 from cli.output import command_runner, emit
-from services import jobs, market
+from services import market
 
 date_type = click.DateTime(["%Y-%m-%d"])
 
@@ -59,7 +59,7 @@ async def market_sync(user_email, wait, symbols, start_date, end_date, timeframe
     async with context.platform() as platform:
         user = await find_user(platform, user_email)
         key = idempotency_key or f"market-sync-{uuid.uuid4()}"
-        job, _ = await jobs.submit(platform, user, "market_data_sync", payload, key)
+        job, _ = await market.submit_task(platform, user, "market_data_sync", payload, key)
         emit(await follow(platform, user, job.id) if wait else job_view(job))
 
 

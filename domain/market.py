@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, time
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
 
 from domain.indicators import calculate
 
@@ -15,11 +25,72 @@ from domain.indicators import calculate
 TIMEFRAMES = ("1Min", "5Min", "15Min", "1Hour", "1Day")
 MAX_SYMBOLS = 100
 
+# Tickers of every provider: letters, digits, dots and dashes (BRK.B, BF-B) and a slash for crypto pairs
+# (BTC/USD); 32 characters at most, as the csv provider's file names allow.
+SYMBOL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9.\-/]{0,31}$"
+_SYMBOL = re.compile(r"[A-Z0-9][A-Z0-9.\-/]{0,31}")
+
+# No market data predates this; an earlier date is a typo, not a request.
+EARLIEST_DATE = date(1970, 1, 1)
+# The most bars a day can hold per timeframe, for a market trading around the clock (crypto): a range's
+# worst case, known before any provider is asked.
+BARS_PER_DAY = {"1Min": 1440, "5Min": 288, "15Min": 96, "1Hour": 24, "1Day": 1}
+# Validation context key: the most bars one request may cover (the setting market_max_bars_per_request).
+MAX_BARS = "max_bars"
+RANGE_TOO_LARGE = "market_range_too_large"
+
+
+def clean_symbol(symbol: str) -> str:
+    """The symbol upper-cased and trimmed; anything but a plain ticker is refused."""
+    cleaned = symbol.strip().upper()
+    if not _SYMBOL.fullmatch(cleaned):
+        raise ValueError(f"invalid symbol {symbol[:40]!r}: letters, digits, '.', '-' and '/', at most 32")
+    return cleaned
+
+
+Symbol = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(clean_symbol)]
+
+
+def worst_case_bars(timeframe: str, start: date, end: date, today: date | None = None) -> int:
+    """How many bars ``start..end`` can hold at most; nothing after today exists."""
+    last = min(end, today or datetime.now(UTC).date())
+    if last < start:
+        return 0
+    return ((last - start).days + 1) * BARS_PER_DAY[timeframe]
+
+
+def check_range(start: date, end: date, timeframe: str, max_bars: int | None) -> None:
+    """A sane range: not before 1970, ordered, and (given a maximum) not more bars than it allows."""
+    if start < EARLIEST_DATE:
+        raise ValueError(f"startDate must not be before {EARLIEST_DATE.isoformat()}")
+    if end < start:
+        raise ValueError("endDate must not be before startDate")
+    if max_bars is None:
+        return
+    bars = worst_case_bars(timeframe, start, end)
+    if bars > max_bars:
+        raise PydanticCustomError(
+            RANGE_TOO_LARGE,
+            "{start}..{end} can hold up to {bars} {timeframe} bars; one request may cover at most {max_bars}: "
+            "ask for a shorter range or a coarser timeframe",
+            {"start": str(start), "end": str(end), "bars": bars, "timeframe": timeframe, "max_bars": max_bars},
+        )
+
+
+def _max_bars(info: ValidationInfo) -> int | None:
+    return (info.context or {}).get(MAX_BARS)
+
+
+def known_timeframe(timeframe: str) -> str:
+    if timeframe not in TIMEFRAMES:
+        raise ValueError(f"timeframe must be one of {', '.join(TIMEFRAMES)}")
+    return timeframe
+
 
 class SyncRequest(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", allow_inf_nan=False)
 
-    symbols: list[str] = Field(min_length=1, max_length=MAX_SYMBOLS)
+    symbols: list[Symbol] = Field(min_length=1, max_length=MAX_SYMBOLS)
     start_date: date
     end_date: date
     timeframe: str = "1Day"
@@ -27,26 +98,16 @@ class SyncRequest(BaseModel):
     @field_validator("symbols")
     @classmethod
     def _clean(cls, symbols: list[str]) -> list[str]:
-        cleaned = []
-        for symbol in symbols:
-            symbol = symbol.strip().upper()
-            if not symbol or len(symbol) > 32 or not all(c.isalnum() or c in ".-/" for c in symbol):
-                raise ValueError(f"invalid symbol {symbol!r}")
-            if symbol not in cleaned:
-                cleaned.append(symbol)
-        return cleaned
+        return list(dict.fromkeys(clean_symbol(symbol) for symbol in symbols))
 
     @field_validator("timeframe")
     @classmethod
     def _known_timeframe(cls, timeframe: str) -> str:
-        if timeframe not in TIMEFRAMES:
-            raise ValueError(f"timeframe must be one of {', '.join(TIMEFRAMES)}")
-        return timeframe
+        return known_timeframe(timeframe)
 
     @model_validator(mode="after")
-    def _ordered(self) -> SyncRequest:
-        if self.end_date < self.start_date:
-            raise ValueError("endDate must not be before startDate")
+    def _sane_range(self, info: ValidationInfo) -> SyncRequest:
+        check_range(self.start_date, self.end_date, self.timeframe, _max_bars(info))
         return self
 
     @property
@@ -61,7 +122,7 @@ class SyncRequest(BaseModel):
 class IndicatorSpec(BaseModel):
     """One indicator of a calculation; parameters left out take the indicator's defaults."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", allow_inf_nan=False)
 
     name: str = Field(min_length=1, max_length=32)
     period: int | None = Field(default=None, ge=1, le=10_000)
@@ -75,25 +136,19 @@ class IndicatorSpec(BaseModel):
 
 
 class IndicatorsRequest(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", allow_inf_nan=False)
 
-    symbol: str = Field(min_length=1, max_length=32)
+    symbol: Symbol
     start_date: date
     end_date: date
     timeframe: str = "1Day"
     indicators: list[IndicatorSpec] = Field(min_length=1, max_length=20)
 
-    @field_validator("symbol")
-    @classmethod
-    def _upper(cls, symbol: str) -> str:
-        return SyncRequest._clean([symbol])[0]
-
     _known_timeframe = field_validator("timeframe")(SyncRequest._known_timeframe.__func__)
 
     @model_validator(mode="after")
-    def _ordered(self) -> IndicatorsRequest:
-        if self.end_date < self.start_date:
-            raise ValueError("endDate must not be before startDate")
+    def _ordered(self, info: ValidationInfo) -> IndicatorsRequest:
+        check_range(self.start_date, self.end_date, self.timeframe, _max_bars(info))
         for spec in self.indicators:
             # Parameters are checked now, so that a job never starts with ones it cannot use.
             empty = np.zeros(0)

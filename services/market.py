@@ -8,15 +8,61 @@ from dataclasses import asdict
 from datetime import UTC, date, datetime, time
 from typing import Any
 
+from pydantic import BaseModel, ValidationError
+from pydantic_core import PydanticCustomError
 from sqlalchemy import select
 
 from core.errors import AppError, InvalidInput, RateLimited
-from db.models import MarketBar, User
-from domain.market import TIMEFRAMES
+from db.models import Job, MarketBar, User
+from domain.market import (
+    MAX_BARS,
+    RANGE_TOO_LARGE,
+    IndicatorsRequest,
+    SyncRequest,
+    check_range,
+    clean_symbol,
+    known_timeframe,
+)
 from integrations.market_data import Asset, Quote
+from services import jobs
 from services.platform import Platform
 
 MAX_HISTORY_BARS = 50_000
+RANGE_TOO_LARGE_CODE = "MARKET_RANGE_TOO_LARGE"
+TASK_REQUESTS: dict[str, type[BaseModel]] = {
+    "market_data_sync": SyncRequest,
+    "market_indicators_calculate": IndicatorsRequest,
+}
+
+
+def _invalid(message: str) -> AppError:
+    return AppError(message, code="VALIDATION_ERROR", status=422)
+
+
+def _symbol(symbol: str) -> str:
+    try:
+        return clean_symbol(symbol)
+    except ValueError as error:
+        raise _invalid(str(error)) from None
+
+
+def _range_too_large(message: str) -> AppError:
+    return AppError(message, code=RANGE_TOO_LARGE_CODE, status=422)
+
+
+async def submit_task(
+    platform: Platform, user: User, task_type: str, payload: dict[str, Any], idempotency_key: str
+) -> tuple[Job, bool]:
+    """A sync or indicators job, refused before it exists when its range covers too many bars."""
+    try:
+        context = {MAX_BARS: platform.settings.market_max_bars_per_request}
+        TASK_REQUESTS[task_type].model_validate(payload, context=context)
+    except ValidationError as error:
+        too_large = [e["msg"] for e in error.errors() if e["type"] == RANGE_TOO_LARGE]
+        if too_large:
+            raise _range_too_large(too_large[0]) from None
+        # Any other fault is reported, field by field, by the job service's own validation.
+    return await jobs.submit(platform, user, task_type, payload, idempotency_key)
 
 
 def asset_view(asset: Asset) -> dict[str, Any]:
@@ -69,7 +115,7 @@ async def catalog(platform: Platform, limit: int, market: str | None, asset_clas
 
 
 async def catalog_item(platform: Platform, symbol: str) -> dict[str, Any]:
-    return asset_view(await _call(platform.market.asset, symbol.upper()))
+    return asset_view(await _call(platform.market.asset, _symbol(symbol)))
 
 
 async def symbols(platform: Platform) -> list[str]:
@@ -81,7 +127,7 @@ async def quote(platform: Platform, user: User, symbol: str) -> tuple[Quote, boo
     wait = platform.quote_limiter.acquire(user.id)
     if wait is not None:
         raise RateLimited("too many quote requests; slow down", retry_after=wait)
-    return await cached_quote(platform, symbol.upper())
+    return await cached_quote(platform, _symbol(symbol))
 
 
 async def cached_quote(platform: Platform, symbol: str) -> tuple[Quote, bool]:
@@ -97,7 +143,8 @@ async def quotes(platform: Platform, user: User, symbols_: list[str]) -> list[di
     wait = platform.quote_limiter.acquire(user.id)
     if wait is not None:
         raise RateLimited("too many quote requests; slow down", retry_after=wait)
-    return list(await asyncio.gather(*(_batch_item(platform, s.upper()) for s in symbols_)))
+    cleaned = [_symbol(s) for s in symbols_]
+    return list(await asyncio.gather(*(_batch_item(platform, s) for s in cleaned)))
 
 
 async def _batch_item(platform: Platform, symbol: str) -> dict[str, Any]:
@@ -126,12 +173,16 @@ async def _batch_item(platform: Platform, symbol: str) -> dict[str, Any]:
 async def history(
     platform: Platform, symbol: str, start: date, end: date, timeframe: str, limit: int | None
 ) -> list[dict[str, Any]]:
-    if timeframe not in TIMEFRAMES:
-        raise InvalidInput(f"timeframe must be one of {', '.join(TIMEFRAMES)}", code="INVALID_ARGUMENT")
-    if end < start:
-        raise InvalidInput("endDate must not be before startDate", code="INVALID_ARGUMENT")
+    """The provider's bars of the range (none after now), the last ``limit`` of them when given."""
+    symbol = _symbol(symbol)
+    try:
+        check_range(start, end, known_timeframe(timeframe), platform.settings.market_max_bars_per_request)
+    except PydanticCustomError as error:  # a sane range, but more bars than one request may hold
+        raise _range_too_large(error.message()) from None
+    except ValueError as error:
+        raise InvalidInput(str(error), code="INVALID_ARGUMENT") from None
     first, last = datetime.combine(start, time.min, tzinfo=UTC), datetime.combine(end, time.max, tzinfo=UTC)
-    frame = await _call(platform.market.bars, symbol.upper(), timeframe, first, last)
+    frame = await _call(platform.market.bars, symbol, timeframe, first, last)
     if limit:
         frame = frame.tail(min(limit, MAX_HISTORY_BARS))
     return [

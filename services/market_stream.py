@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from core.errors import AppError
+from domain.market import clean_symbol
 from services.market import cached_quote, quote_view
 from services.platform import Platform
 
@@ -104,7 +105,11 @@ class QuoteStream:
             limit = s.stream_max_subscriptions
             await self.send(stream_error("STREAM_SUBSCRIPTION_LIMIT_EXCEEDED", f"at most {limit} subscriptions"))
             return
-        unique = list(dict.fromkeys(x.strip().upper() for x in symbols))
+        try:
+            unique = list(dict.fromkeys(clean_symbol(x) for x in symbols))
+        except ValueError as error:
+            await self.send(stream_error("STREAM_INVALID_SUBSCRIPTION", str(error)))
+            return
         subscription = Subscription(str(uuid.uuid4()), unique, "quote", str(action.get("timeframe", "1Min")))
         self.subscriptions[subscription.id] = subscription
         await self.send(_message("stream.subscribed", subscriptionId=subscription.id, symbols=unique, channel="quote"))

@@ -163,6 +163,22 @@ def test_bars_of_a_sub_range_are_exactly_the_bars_inside_it(market: FakeAlpaca):
     pd.testing.assert_frame_equal(frame, expected_frame(daily_bars(11)[2:9]), check_dtype=False)
 
 
+def test_the_configured_provider_never_asks_for_or_answers_bars_after_now(market: FakeAlpaca):
+    now = datetime.now(UTC)
+    market.add_bars("AAPL", daily_bars(20, start=now - timedelta(days=9, hours=12)))  # ten of them in the future
+    provider = provider_from_settings(settings_for(market))
+    frame = provider.bars("AAPL", "1Day", now - timedelta(days=30), datetime(2200, 1, 1, tzinfo=UTC))
+    assert len(frame) == 10 and frame["timestamp"].max() <= datetime.now(UTC)
+    asked = [_utc(r.query["end"]) for r in market.requests_to("/v2/stocks/bars")]
+    assert asked and max(asked) <= datetime.now(UTC)
+    # A range wholly in the future asks Alpaca for no bars at all, yet an unknown symbol is still unknown.
+    future = (now + timedelta(days=1), now + timedelta(days=9))
+    assert provider.bars("AAPL", "1Day", *future).empty and len(market.requests_to("/v2/stocks/bars")) == len(asked)
+    with pytest.raises(UpstreamError) as unknown:
+        provider.bars("NOPE", "1Day", *future)
+    assert unknown.value.code == "ASSET_NOT_FOUND"
+
+
 @pytest.mark.parametrize(
     ("timeframe", "step"),
     [
@@ -464,7 +480,7 @@ def test_missing_credentials_refuse_to_start(fake_alpaca: FakeAlpaca):
         with pytest.raises(AppError) as caught:
             AlpacaProvider(complete.model_copy(update=missing))
         assert caught.value.code == "ALPACA_CONFIG_MISSING"
-    assert isinstance(provider_from_settings(complete), AlpacaProvider)
+    assert isinstance(provider_from_settings(complete).inner, AlpacaProvider)
     assert fake_alpaca.requests == []
 
 

@@ -288,12 +288,34 @@ async def test_files_outside_the_directory_are_out_of_reach(csv_stack):
     stack, headers, directory = csv_stack
     daily(3, 50.0).to_csv(directory.parent / "OUTSIDE.csv", index=False)
     error(await stack.http.get("/market/history/..%2F..%2FOUTSIDE", params=RANGE, headers=headers), 404)
-    body = {"symbols": ["../../OUTSIDE", "../1Day/AAPL"], "startDate": "2024-01-01", "endDate": "2024-01-31"}
+    walk = {"symbols": ["../../OUTSIDE", "../1Day/AAPL"], "startDate": "2024-01-01", "endDate": "2024-01-31"}
+    assert error(await stack.http.post("/market/sync-task", json=walk, headers=headers), 422)["code"] == (
+        "VALIDATION_ERROR"
+    )
+    # Dots and slashes inside a ticker pass the symbol pattern, but never become a path to a file.
+    inside = {**walk, "symbols": ["A/../../OUTSIDE"]}
+    task = await wait_for(
+        stack, headers, data(await stack.http.post("/market/sync-task", json=inside, headers=headers), 202)["taskId"]
+    )
+    assert task["status"] == "failed" and task["error"]["code"] == "ASSET_NOT_FOUND"
+    assert await stored_bars(stack, "A/../../OUTSIDE") == []
+
+
+async def test_rows_after_now_in_a_file_are_never_served_or_stored(csv_stack):
+    stack, headers, directory = csv_stack
+    now = datetime.now(UTC)
+    # Ten rows in the past, ten in the future.
+    daily(20, 40.0, start=now - timedelta(days=9, hours=12)).to_csv(directory / "1Day" / "FUTR.csv", index=False)
+    wide = {"startDate": (now - timedelta(days=30)).date().isoformat(), "endDate": "2200-01-01"}
+    candles = data(await stack.http.get("/market/history/FUTR", params=wide, headers=headers))["candles"]
+    assert len(candles) == 10 and all(datetime.fromisoformat(c["timestamp"]) <= now for c in candles)
+    body = {"symbols": ["FUTR"], **wide}
     task = await wait_for(
         stack, headers, data(await stack.http.post("/market/sync-task", json=body, headers=headers), 202)["taskId"]
     )
-    assert task["status"] == "failed" and task["error"]["code"] == "ASSET_NOT_FOUND"
-    assert await stored_bars(stack, "../../OUTSIDE") == []
+    assert task["status"] == "succeeded" and task["result"]["summary"]["fetchedCount"] == 10
+    stored = await stored_bars(stack, "FUTR")
+    assert len(stored) == 10 and all(b.timestamp.replace(tzinfo=b.timestamp.tzinfo or UTC) <= now for b in stored)
 
 
 async def test_untidy_files_are_read_or_refused_clearly(csv_stack):

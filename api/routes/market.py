@@ -4,23 +4,28 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, date, datetime
+from typing import Annotated
 
-from fastapi import APIRouter, Query
-from pydantic import Field
+from fastapi import Path, Query
+from pydantic import Field, field_validator
 
 from api.deps import CurrentUser, PlatformDep
 from api.envelope import ok
+from api.routing import api_router
 from core.errors import AccessDenied
+from domain.market import SYMBOL_PATTERN, Symbol, known_timeframe
 from services import jobs, market
 from services.views import JobOut, Schema
 
-router = APIRouter(prefix="/market", tags=["market"])
+router = api_router(prefix="/market", tags=["market"])
 SYNC = "market_data_sync"
 INDICATORS = "market_indicators_calculate"
+# A symbol in a path: the same strict pattern as in bodies, so junk is a 422 before any provider sees it.
+SymbolPath = Annotated[str, Path(pattern=SYMBOL_PATTERN)]
 
 
 class SyncTaskIn(Schema):
-    symbols: list[str] = Field(min_length=1, max_length=100)
+    symbols: list[Symbol] = Field(min_length=1, max_length=100)
     start_date: date
     end_date: date
     timeframe: str = "1Day"
@@ -44,7 +49,7 @@ async def _submit(platform, user, task_type: str, body: Schema):
     """Start a task job; without an idempotency key every request is a new job."""
     payload = body.model_dump(mode="json", by_alias=True, exclude={"idempotency_key"})
     key = body.idempotency_key or f"{task_type}-{uuid.uuid4()}"
-    job, created = await jobs.submit(platform, user, task_type, payload, key)
+    job, created = await market.submit_task(platform, user, task_type, payload, key)
     return ok(task_view(job), status=202 if created else 200)
 
 
@@ -94,7 +99,7 @@ async def catalog(
 
 
 @router.get("/catalog/{symbol}")
-async def catalog_item(symbol: str, _user: CurrentUser, platform: PlatformDep):
+async def catalog_item(symbol: SymbolPath, _user: CurrentUser, platform: PlatformDep):
     return ok(await market.catalog_item(platform, symbol))
 
 
@@ -109,17 +114,17 @@ async def _quote(platform, user, symbol: str):
 
 
 @router.get("/quote/{symbol}")
-async def quote(symbol: str, user: CurrentUser, platform: PlatformDep):
+async def quote(symbol: SymbolPath, user: CurrentUser, platform: PlatformDep):
     return await _quote(platform, user, symbol)
 
 
 @router.get("/latest/{symbol}")
-async def latest(symbol: str, user: CurrentUser, platform: PlatformDep):
+async def latest(symbol: SymbolPath, user: CurrentUser, platform: PlatformDep):
     return await _quote(platform, user, symbol)
 
 
 class QuotesIn(Schema):
-    symbols: list[str] = Field(min_length=1, max_length=50)
+    symbols: list[Symbol] = Field(min_length=1, max_length=50)
 
 
 @router.post("/quotes")
@@ -135,21 +140,23 @@ async def provider_health(_user: CurrentUser, platform: PlatformDep):
 
 @router.get("/history/{symbol}")
 async def history(
-    symbol: str,
+    symbol: SymbolPath,
     _user: CurrentUser,
     platform: PlatformDep,
     start_date: date = Query(alias="startDate"),
     end_date: date = Query(alias="endDate"),
     timeframe: str = "1Day",
-    limit: int | None = Query(None, ge=1, le=50_000),
+    limit: int | None = Query(None, ge=1, le=market.MAX_HISTORY_BARS),
 ):
     candles = await market.history(platform, symbol, start_date, end_date, timeframe, limit)
     return ok({"symbol": symbol.upper(), "timeframe": timeframe, "source": platform.market.source, "candles": candles})
 
 
 class BoundaryIn(Schema):
-    symbols: list[str] = Field(min_length=1, max_length=1000)
+    symbols: list[Symbol] = Field(min_length=1, max_length=1000)
     timeframe: str = "1Day"
+
+    _known_timeframe = field_validator("timeframe")(known_timeframe)
 
 
 @router.post("/boundary/check")
@@ -158,7 +165,7 @@ async def boundary_check(body: BoundaryIn, _user: CurrentUser, platform: Platfor
 
 
 class IndicatorTaskIn(Schema):
-    symbol: str = Field(min_length=1, max_length=32)
+    symbol: Symbol
     start_date: date
     end_date: date
     timeframe: str = "1Day"

@@ -6,15 +6,16 @@ import asyncio
 import json
 import logging
 
-from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
+from fastapi import Request, WebSocket, WebSocketDisconnect
 
 from api.deps import SESSION_COOKIE, CurrentUser
 from api.envelope import ok
+from api.routing import api_router
 from core.errors import AppError
 from services import sessions
 from services.market_stream import QuoteStream, StreamHub, stream_error
 
-router = APIRouter(prefix="/market/stream", tags=["market"])
+router = api_router(prefix="/market/stream", tags=["market"])
 log = logging.getLogger(__name__)
 
 CLOSE_UNAUTHORIZED, CLOSE_CONNECTION_LIMIT = 4401, 4408

@@ -8,7 +8,7 @@ UPSTREAM_UNAVAILABLE, ASSET_NOT_FOUND) when the source fails; nothing falls back
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Protocol
 
 import pandas as pd
@@ -81,7 +81,41 @@ class MarketDataProvider(Protocol):
         ...
 
 
+class UpToNow:
+    """A provider that never answers a bar after now, whatever its source holds (a file with future rows)
+    or invents (synthetic prices): a future bar stored today would stand for real data tomorrow."""
+
+    def __init__(self, inner: MarketDataProvider) -> None:
+        self.inner = inner
+        self.source = inner.source
+
+    def bars(self, symbol: str, timeframe: str, start: datetime, end: datetime) -> pd.DataFrame:
+        now = datetime.now(UTC)
+        if start > now:
+            self.inner.asset(symbol)  # an unknown symbol stays ASSET_NOT_FOUND, even for a future range
+            return pd.DataFrame(columns=BAR_COLUMNS)
+        frame = self.inner.bars(symbol, timeframe, start, min(end, now))
+        return frame[frame["timestamp"] <= now].reset_index(drop=True) if len(frame) else frame
+
+    def assets(self) -> list[Asset]:
+        return self.inner.assets()
+
+    def asset(self, symbol: str) -> Asset:
+        return self.inner.asset(symbol)
+
+    def quote(self, symbol: str) -> Quote:
+        return self.inner.quote(symbol)
+
+    def health(self) -> ProviderHealth:
+        return self.inner.health()
+
+
 def provider_from_settings(settings: Settings) -> MarketDataProvider:
+    """The configured provider, bounded to the present."""
+    return UpToNow(_source_provider(settings))
+
+
+def _source_provider(settings: Settings) -> MarketDataProvider:
     if settings.market_data_provider == "alpaca":
         from integrations.market_data.alpaca import AlpacaProvider
 
