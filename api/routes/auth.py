@@ -4,19 +4,20 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Query
+from fastapi import Query
 from fastapi.responses import JSONResponse, RedirectResponse
 from pydantic import EmailStr, Field, model_validator
 
 from api.deps import SESSION_COOKIE, CallerDep, ClientDep, PlatformDep
 from api.envelope import ok
+from api.routing import api_router
 from api.schemas import Credentials, EmailIn, LoginOut, ResetConfirmIn
 from core.errors import AppError, Gone
 from services import auth, password_reset
 from services.platform import Platform
 from services.views import Schema, UserOut
 
-router = APIRouter(prefix="/auth", tags=["auth"])
+router = api_router(prefix="/auth", tags=["auth"])
 
 # One text for every reset request, whatever the address: nothing in it tells accounts apart.
 RESET_REQUESTED = "If an account exists for this email, a password reset link has been sent to it."

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Body
+from fastapi import Body
 
 from api.deps import CallerDep, ClientDep, CurrentUser, PlatformDep
 from api.envelope import ok
+from api.routing import api_router
 from api.schemas import ChangePasswordIn, RevokedOut, UpdateMeIn
 from services import preferences, users
 from services.views import UserOut
 
-router = APIRouter(prefix="/users/me", tags=["users"])
+router = api_router(prefix="/users/me", tags=["users"])
 
 
 @router.get("")
