@@ -46,7 +46,7 @@ def build_worker(
     client: Client, settings: Settings, db: Database, *, mailer: Mailer | None = None, task_queue: str | None = None
 ) -> Worker:
     auth = AuthActivities(db, mailer or mailer_from_settings(settings), settings)
-    jobs = JobActivities(db, client)
+    jobs = JobActivities(db, client, settings)
     market = MarketDataActivities(db, provider_from_settings(settings), settings)
     backtests = BacktestActivities(db, market, settings)
     return Worker(

@@ -12,10 +12,12 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from temporalio.service import RPCError, RPCStatusCode
 
+from core.settings import Settings
 from db.base import utcnow
 from db.engine import Database, serialize
 from db.models import Job, JobLogLine
 from domain import jobs as lifecycle
+from workflows import dispatch
 from workflows.job import FINISH_ACTIVITY, RECONCILE_ACTIVITY, START_ACTIVITY, JobOutcome
 
 log = logging.getLogger(__name__)
@@ -41,10 +43,15 @@ async def set_progress(db: Database, job_id: str, fraction: float) -> None:
             job.progress = max(0.0, min(1.0, fraction))
 
 
+# A queued job younger than this may still be having its workflow started by the process that wrote it.
+LOST_START_GRACE = timedelta(seconds=10)
+
+
 class JobActivities:
-    def __init__(self, db: Database, temporal: Client) -> None:
+    def __init__(self, db: Database, temporal: Client, settings: Settings) -> None:
         self._db = db
         self._temporal = temporal
+        self._settings = settings
 
     @activity.defn(name=START_ACTIVITY)
     async def start_job(self, job_id: str, workflow_id: str, run_id: str) -> bool:
@@ -107,10 +114,28 @@ class JobActivities:
             )
         repaired = 0
         for job in open_jobs:
+            if await self._restarted(job):
+                repaired += 1
+                continue
             ending = await self._external_ending(job)
             if ending is not None and await self._repair(job.id, *ending):
                 repaired += 1
         return repaired
+
+    async def _restarted(self, job: Job) -> bool:
+        """A queued job whose workflow never started (its writer died first) is started, not failed."""
+        if job.status != lifecycle.QUEUED or utcnow() - job.created_at < LOST_START_GRACE:
+            return False
+        started = await dispatch.recover(
+            self._temporal,
+            job,
+            task_queue=self._settings.task_queue,
+            heartbeat_timeout_seconds=self._settings.job_heartbeat_timeout_seconds,
+        )
+        if started:
+            await append_log(self._db, job.id, "its workflow had not started: started by the reconciler", "warning")
+            log.warning("job %s had lost its workflow start; started it", job.id)
+        return started
 
     async def _external_ending(self, job: Job) -> tuple[str, str, str] | None:
         try:

@@ -4,6 +4,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from domain.market import IndicatorsRequest, SyncRequest
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
 STATUSES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
@@ -40,20 +46,72 @@ BATCH = SlaTier("batch", priority=50, timeout_seconds=1800, max_retries=0, concu
 MAINTENANCE = SlaTier("maintenance", priority=10, timeout_seconds=900, max_retries=0, concurrency_limit=1)
 
 
+class BacktestRunPayload(BaseModel):
+    """A backtest's run: the backtest row says what to run."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    backtest_id: str = Field(min_length=1, max_length=64)
+    strategy_id: str = Field(min_length=1, max_length=80)
+
+
+# Who may start a kind: any user through POST /jobs, only admins, or only the route of the record it runs for.
+ANY_USER, ADMIN, RECORD_ROUTE = "user", "admin", "record"
+
+
 @dataclass(frozen=True)
 class TaskType:
+    """A kind of job, declared once: services start every kind the same way from this entry."""
+
     name: str
     tier: SlaTier
     description: str
+    payload: type[BaseModel]  # checked before a job exists
+    workflow: str  # the workflow type that runs it
+    id_prefix: str  # its workflow id is "<prefix>-<id>"
+    # The payload field naming the record the workflow is about (its id in the workflow id); None: the job's id.
+    id_field: str | None = None
+    started_by: str = ANY_USER
+    created_by: str | None = None  # for RECORD_ROUTE kinds: the route that creates them
+    # Payload fields carried as search attributes besides kind and user (payload field → attribute name).
+    search_attributes: tuple[tuple[str, str], ...] = ()
+
+    def workflow_id(self, job_id: str, payload: dict[str, Any]) -> str:
+        return f"{self.id_prefix}-{payload[self.id_field] if self.id_field else job_id}"
 
 
 # Only task types that a worker can actually run are registered; each later capability adds its own.
 REGISTRY: dict[str, TaskType] = {
     t.name: t
     for t in (
-        TaskType("market_data_sync", BATCH, "Fetch missing bars for symbols into the bar store."),
-        TaskType("market_indicators_calculate", BATCH, "Compute technical indicators over stored bars."),
-        TaskType("backtest_run", INTERACTIVE, "Backtest a strategy over stored bars, syncing what is missing."),
+        TaskType(
+            "market_data_sync",
+            BATCH,
+            "Fetch missing bars for symbols into the bar store.",
+            payload=SyncRequest,
+            workflow="JobWorkflow",
+            id_prefix="job",
+        ),
+        TaskType(
+            "market_indicators_calculate",
+            BATCH,
+            "Compute technical indicators over stored bars.",
+            payload=IndicatorsRequest,
+            workflow="JobWorkflow",
+            id_prefix="job",
+        ),
+        TaskType(
+            "backtest_run",
+            INTERACTIVE,
+            "Backtest a strategy over stored bars, syncing what is missing.",
+            payload=BacktestRunPayload,
+            workflow="BacktestWorkflow",
+            id_prefix="backtest",
+            id_field="backtestId",
+            started_by=RECORD_ROUTE,
+            created_by="POST /backtests/tasks",
+            search_attributes=(("strategyId", "QuantpolyStrategyId"),),
+        ),
     )
 }
 

@@ -24,6 +24,7 @@ from domain.backtest import BacktestConfig
 from services import jobs
 from services.platform import Platform
 from services.views import BacktestOut
+from workflows import dispatch
 
 PENDING, RUNNING, COMPLETED, FAILED, CANCELLED = "pending", "running", "completed", "failed", "cancelled"
 STATUSES = (PENDING, RUNNING, COMPLETED, FAILED, CANCELLED)
@@ -92,12 +93,11 @@ async def create(
     reference recorded such requests, it is recorded ``pending`` for its client to run and report through
     ``/transition``; ``run_now`` (``POST /backtests/tasks``) refuses that instead."""
     parsed, name = _config(config, display_name)
-    # The request as sent, not as resolved: a default end date moves with the calendar.
-    request = digest(json.dumps({"strategyId": strategy_id, "config": config, "name": display_name}, sort_keys=True))
+    request = request_digest(strategy_id, config, display_name)
     if idempotency_key is not None:
         existing = await _by_key(platform, user, idempotency_key)
         if existing is not None:
-            return *_same_request(existing, request), False
+            return *await _repeated(platform, existing, request), False
     try:
         async with platform.db.session() as session:
             strategy = await locked_strategy(session, strategy_id)
@@ -124,17 +124,23 @@ async def create(
                 request_digest=request,
                 display_name=name,
             )
-            job = await _new_job(session, backtest, attempt=1, by_client=not by_engine)
+            job = await new_job(session, backtest, attempt=1, by_client=not by_engine)
             session.add(backtest)
     except IntegrityError:
         if idempotency_key is None:
             raise
         # A concurrent request with the same key won the race: answer as for a repeat.
         existing = await _by_key(platform, user, idempotency_key)
-        return *_same_request(existing, request), False
+        return *await _repeated(platform, existing, request), False
     if by_engine:
-        await jobs.dispatch(platform, job)
+        await jobs.start(platform, job)
     return backtest, job, True
+
+
+def request_digest(strategy_id: str, config: dict[str, Any], display_name: str | None) -> str:
+    """What a repeated idempotency key must match: the request as sent, not as resolved (a default end date
+    moves with the calendar)."""
+    return digest(json.dumps({"strategyId": strategy_id, "config": config, "name": display_name}, sort_keys=True))
 
 
 async def locked_strategy(session, strategy_id: str) -> Strategy | None:
@@ -144,7 +150,7 @@ async def locked_strategy(session, strategy_id: str) -> Strategy | None:
     return await session.get(Strategy, strategy_id, with_for_update=True)
 
 
-async def _new_job(session, backtest: Backtest, attempt: int, *, by_client: bool = False) -> Job:
+async def new_job(session, backtest: Backtest, attempt: int, *, by_client: bool = False) -> Job:
     job = Job(
         id=new_id(),
         user_id=backtest.user_id,
@@ -156,7 +162,7 @@ async def _new_job(session, backtest: Backtest, attempt: int, *, by_client: bool
     if by_client:  # no workflow: its client moves it through /transition
         job.executor_name = CLIENT
     else:
-        job.dispatch_id = jobs.dispatch_id(job)
+        job.dispatch_id = dispatch.workflow_id(job)
     session.add(job)
     await session.flush()  # the job row first: the backtest references it
     backtest.job_id = job.id
@@ -181,9 +187,11 @@ async def _by_key(platform: Platform, user: User, key: str) -> tuple[Backtest, J
     return None if row is None else (row[0], row[1])
 
 
-def _same_request(existing: tuple[Backtest, Job], request_digest: str) -> tuple[Backtest, Job]:
+async def _repeated(platform: Platform, existing: tuple[Backtest, Job], request_digest: str) -> tuple[Backtest, Job]:
+    """The answer to a repeated request: the same backtest, whose run is started now if its start was lost."""
     if existing[0].request_digest != request_digest:
         raise Conflict("this idempotency key was used for another backtest", code="BACKTEST_IDEMPOTENCY_CONFLICT")
+    await jobs.recover_if_lost(platform, existing[1])
     return existing
 
 
@@ -339,11 +347,11 @@ async def retry(platform: Platform, user: User, backtest_id: str) -> BacktestOut
             if not by_client:
                 _runnable(strategy)  # the snapshot reruns, but only while the strategy is active
             backtest.result = backtest.metrics = None
-            job = await _new_job(session, backtest, attempt=current.attempt + 1, by_client=by_client)
+            job = await new_job(session, backtest, attempt=current.attempt + 1, by_client=by_client)
     except IntegrityError:  # a concurrent retry created this run first
         raise invalid_state("the backtest is already being retried") from None
     if not by_client:
-        await jobs.dispatch(platform, job)
+        await jobs.start(platform, job)
     return view(*await get(platform, user, backtest_id))
 
 

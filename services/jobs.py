@@ -10,70 +10,71 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
-from temporalio.common import (
-    Priority,
-    SearchAttributePair,
-    TypedSearchAttributes,
-    WorkflowIDConflictPolicy,
-    WorkflowIDReusePolicy,
-)
 
 from core.errors import AccessDenied, AppError, Conflict, InvalidInput, ServiceUnavailable
-from core.temporal import KIND, STRATEGY_ID, USER_ID
 from db.base import utcnow
 from db.models import Job, JobLogLine, User
 from domain import jobs as lifecycle
-from domain.market import IndicatorsRequest, SyncRequest
+from domain import market as market_limits
 from services.platform import Platform
-from workflows import backtest as backtest_workflow
-from workflows.job import JobInput, JobWorkflow, workflow_id
+from services.users import require_admin
+from workflows import dispatch
 
 log = logging.getLogger(__name__)
 
-# How each task type's payload is checked before a job exists.
-PAYLOAD_MODELS = {"market_data_sync": SyncRequest, "market_indicators_calculate": IndicatorsRequest}
 CANCEL_WAIT_SECONDS = 5.0
-# Task types whose jobs belong to a record of another context, created there in one transaction with it.
-CREATED_ELSEWHERE = {"backtest_run": "POST /backtests/tasks"}
 
 
 def invalid_transition(job: Job, target: str) -> Conflict:
     return Conflict(f"a {job.status} job cannot become {target}", code="INVALID_TRANSITION")
 
 
-def normalize_payload(task_type: str, payload: dict[str, Any]) -> dict[str, Any]:
-    if lifecycle.task_type(task_type) is None:
+def normalize_payload(
+    user: User, task_type: str, payload: dict[str, Any], limits: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The payload as its kind's model reads it; a kind the caller may not start through /jobs is refused."""
+    kind = lifecycle.task_type(task_type)
+    if kind is None:
         raise InvalidInput(f"unknown task type {task_type!r}", code="INVALID_ARGUMENT")
-    if task_type in CREATED_ELSEWHERE:
-        raise InvalidInput(f"{task_type} jobs are created by {CREATED_ELSEWHERE[task_type]}", code="INVALID_ARGUMENT")
+    if kind.started_by == lifecycle.RECORD_ROUTE:
+        raise InvalidInput(f"{task_type} jobs are created by {kind.created_by}", code="INVALID_ARGUMENT")
+    if kind.started_by == lifecycle.ADMIN:
+        require_admin(user)
     try:
-        return PAYLOAD_MODELS[task_type].model_validate(payload).model_dump(mode="json", by_alias=True)
+        return kind.payload.model_validate(payload, context=limits).model_dump(mode="json", by_alias=True)
     except ValidationError as error:
         fields = [{"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in error.errors()]
         raise AppError("invalid payload", code="VALIDATION_ERROR", status=422, details=fields) from None
+
+
+def validation_limits(platform: Platform) -> dict[str, Any]:
+    """The settings payload models bound their requests by (pydantic validation context)."""
+    return {market_limits.MAX_BARS: platform.settings.market_max_bars_per_request}
 
 
 async def submit(
     platform: Platform, user: User, task_type: str, payload: dict[str, Any], idempotency_key: str
 ) -> tuple[Job, bool]:
     """The job for this key: a new one (True), or the existing one when the payload is the same (False)."""
-    payload = normalize_payload(task_type, payload)
+    payload = normalize_payload(user, task_type, payload, validation_limits(platform))
     async with platform.db.session() as session:
         existing = await session.scalar(
             select(Job).where(Job.user_id == user.id, Job.idempotency_key == idempotency_key)
         )
-        if existing is not None:
-            return _same_request(existing, task_type, payload), False
+    if existing is not None:
+        job = _same_request(existing, task_type, payload)
+        await recover_if_lost(platform, job)
+        return job, False
     try:
         async with platform.db.session() as session:
             job = Job(user_id=user.id, task_type=task_type, payload=payload, idempotency_key=idempotency_key)
             session.add(job)
             await session.flush()
-            job.dispatch_id = dispatch_id(job)
+            job.dispatch_id = dispatch.workflow_id(job)
             session.add(JobLogLine(job_id=job.id, message=f"queued {task_type}"))
     except IntegrityError:  # a concurrent submit with the same key won the race
         return await submit(platform, user, task_type, payload, idempotency_key)
-    await dispatch(platform, job)
+    await start(platform, job)
     return job, True
 
 
@@ -87,35 +88,16 @@ def _canonical(payload: dict[str, Any]) -> str:
     return json.dumps(payload, sort_keys=True)
 
 
-def dispatch_id(job: Job) -> str:
-    """The id of the job's workflow: a backtest's names the backtest, every other job names itself."""
-    if job.task_type == "backtest_run":
-        return backtest_workflow.workflow_id(job.payload["backtestId"])
-    return workflow_id(job.id)
-
-
-async def dispatch(platform: Platform, job: Job) -> None:
+async def start(platform: Platform, job: Job) -> None:
     """Start the job's workflow; a job Temporal does not take is failed at once, and the caller told."""
-    tier = lifecycle.REGISTRY[job.task_type].tier
-    run = backtest_workflow.BacktestWorkflow.run if job.task_type == "backtest_run" else JobWorkflow.run
     try:
-        await platform.temporal.start_workflow(
-            run,
-            JobInput(
-                job_id=job.id,
-                task_type=job.task_type,
-                timeout_seconds=tier.timeout_seconds,
-                max_retries=tier.max_retries,
-                heartbeat_timeout_seconds=platform.settings.job_heartbeat_timeout_seconds,
-            ),
-            id=dispatch_id(job),
+        await dispatch.start(
+            platform.temporal,
+            job,
             task_queue=platform.settings.task_queue,
-            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-            # A new run supersedes a run of a cancelled job that no worker has yet wound down.
-            id_conflict_policy=WorkflowIDConflictPolicy.TERMINATE_EXISTING,
-            # Interactive work is dispatched before batch and maintenance work on a busy task queue.
-            priority=Priority(priority_key=tier.priority_key),
-            search_attributes=_search_attributes(job),
+            heartbeat_timeout_seconds=platform.settings.job_heartbeat_timeout_seconds,
+            # A rerun supersedes a run of the same workflow id (a cancelled one) that is still winding down.
+            supersede=job.attempt > 1,
         )
     except Exception:
         log.exception("could not start the workflow of job %s", job.id)
@@ -126,11 +108,20 @@ async def dispatch(platform: Platform, job: Job) -> None:
         raise ServiceUnavailable("the job executor is unavailable", code="TASK_ORCHESTRATION_UNAVAILABLE") from None
 
 
-def _search_attributes(job: Job) -> TypedSearchAttributes:
-    pairs = [SearchAttributePair(KIND, job.task_type), SearchAttributePair(USER_ID, job.user_id)]
-    if "strategyId" in job.payload:
-        pairs.append(SearchAttributePair(STRATEGY_ID, job.payload["strategyId"]))
-    return TypedSearchAttributes(pairs)
+async def recover_if_lost(platform: Platform, job: Job) -> None:
+    """A queued job found again (an idempotent repeat) whose workflow never started is started now: a
+    process killed between writing the job and starting its workflow loses nothing it accepted."""
+    if job.status != lifecycle.QUEUED or job.dispatch_id is None:
+        return
+    try:
+        await dispatch.recover(
+            platform.temporal,
+            job,
+            task_queue=platform.settings.task_queue,
+            heartbeat_timeout_seconds=platform.settings.job_heartbeat_timeout_seconds,
+        )
+    except Exception:  # the reconciler tries again; the caller still gets the job it asked for
+        log.warning("could not check the workflow of job %s", job.id, exc_info=True)
 
 
 async def get(platform: Platform, user: User, job_id: str) -> Job:
@@ -207,7 +198,7 @@ async def _cancel_if_queued(platform: Platform, job_id: str) -> bool:
 async def retry(platform: Platform, user: User, job_id: str) -> Job:
     """failed → queued, and a new run of the job's workflow."""
     job = await get(platform, user, job_id)
-    if job.task_type in CREATED_ELSEWHERE:
+    if lifecycle.REGISTRY[job.task_type].started_by == lifecycle.RECORD_ROUTE:
         # Its record decides what a new run is (a backtest's is a new job of the same workflow id).
         raise Conflict(f"{job.task_type} jobs are retried through their own routes", code="INVALID_TRANSITION")
     if not lifecycle.can_transition(job.status, lifecycle.QUEUED):
@@ -219,7 +210,7 @@ async def retry(platform: Platform, user: User, job_id: str) -> Job:
         row.status, row.attempt, row.progress = lifecycle.QUEUED, row.attempt + 1, 0.0
         row.result = row.error_code = row.error_message = row.finished_at = row.started_at = None
         session.add(JobLogLine(job_id=job_id, message=f"retry requested (attempt {row.attempt})"))
-    await dispatch(platform, row)
+    await start(platform, row)
     return await get(platform, user, job_id)
 
 
@@ -233,6 +224,7 @@ def task_types() -> list[dict[str, Any]]:
             "timeoutSeconds": t.tier.timeout_seconds,
             "maxRetries": t.tier.max_retries,
             "concurrencyLimit": t.tier.concurrency_limit,
+            "startedBy": t.started_by,
         }
         for t in lifecycle.REGISTRY.values()
     ]

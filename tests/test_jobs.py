@@ -227,7 +227,7 @@ async def test_parallel_starts_never_exceed_the_users_limit(database_url):
                 for i in range(8)
             ]
             session.add_all(jobs)
-        starter = JobActivities(db, None)
+        starter = JobActivities(db, None, Settings(database_url=database_url))
 
         async def start(job_id: str) -> bool | str:
             try:

@@ -111,14 +111,12 @@ async def test_sync_and_indicator_jobs_of_too_many_bars_are_refused_before_they_
     assert await job_count(stack, headers) == 0
 
 
-async def test_a_job_of_too_many_bars_submitted_through_jobs_fails_without_fetching(stack):
+async def test_a_job_of_too_many_bars_submitted_through_jobs_is_refused_before_it_exists(stack):
     headers = await user_headers(stack)
     payload = {"symbols": ["AAPL"], "startDate": "1970-01-01", "endDate": "2200-01-01", "timeframe": "1Hour"}
     body = {"taskType": "market_data_sync", "payload": payload, "idempotencyKey": "too-large"}
-    job = await finished(
-        stack, headers, data(await stack.http.post("/jobs", json=body, headers=headers), 202)["taskId"]
-    )
-    assert job["status"] == "failed" and job["error"]["code"] == "MARKET_RANGE_TOO_LARGE", job
+    assert error(await stack.http.post("/jobs", json=body, headers=headers), 422)["code"] == "VALIDATION_ERROR"
+    assert data(await stack.http.get("/jobs", headers=headers))["total"] == 0
     assert await rows_of(stack, MarketBar, "AAPL", "1Hour") == []
 
 
