@@ -60,5 +60,6 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
         strategies.router,
         backtests.router,
     ):
+        errors.document_common_errors(router)
         app.include_router(router)
     return app

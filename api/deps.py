@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
+from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 
 from core.logging import request_id_var
 from db.models import AuthSession, User
@@ -31,12 +32,18 @@ def client_info(request: Request) -> ClientInfo:
     )
 
 
-def bearer_or_cookie(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() == "bearer" and value.strip():
-        return value.strip()
-    return request.cookies.get(SESSION_COOKIE) or None
+# Both schemes are optional on their own (auto_error=False): the session is looked for in the Bearer header
+# first, then in the cookie, and a caller with neither gets our 401 envelope, not FastAPI's.
+bearer_scheme = HTTPBearer(auto_error=False, description="The token from POST /auth/login")
+cookie_scheme = APIKeyCookie(
+    name=SESSION_COOKIE, auto_error=False, description="The HttpOnly cookie POST /auth/login sets (browsers)"
+)
+BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
+CookieDep = Annotated[str | None, Depends(cookie_scheme)]
+
+
+def session_token(bearer: HTTPAuthorizationCredentials | None, cookie: str | None) -> str | None:
+    return bearer.credentials if bearer else cookie or None
 
 
 @dataclass(frozen=True)
@@ -45,9 +52,16 @@ class Caller:
     session: AuthSession
 
 
-async def current_caller(request: Request, platform: Annotated[Platform, Depends(get_platform)]) -> Caller:
-    user, session = await sessions.authenticate(platform, bearer_or_cookie(request))
+async def current_caller(
+    platform: Annotated[Platform, Depends(get_platform)], bearer: BearerDep, cookie: CookieDep
+) -> Caller:
+    user, session = await sessions.authenticate(platform, session_token(bearer, cookie))
     return Caller(user=user, session=session)
+
+
+async def caller_of(request: Request) -> Caller:
+    """The caller of a request outside dependency injection (the validation error handler)."""
+    return await current_caller(get_platform(request), await bearer_scheme(request), await cookie_scheme(request))
 
 
 async def current_user(caller: Annotated[Caller, Depends(current_caller)]) -> User:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.dependencies.utils import get_flat_params
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api.deps import current_caller, get_platform
-from api.envelope import error
+from api.deps import caller_of, current_caller
+from api.envelope import error, error_response
 from core.errors import AppError
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ def install(app: FastAPI) -> None:
         # Who is asking comes before what they sent: a caller without a session learns nothing of the body.
         if requires_session(request.scope.get("route")):
             try:
-                await current_caller(request, get_platform(request))
+                await caller_of(request)
             except AppError as refused:
                 return app_error_response(refused)
         fields = [{"field": _field(tuple(item["loc"])), "message": item["msg"]} for item in exc.errors()]
@@ -83,3 +84,26 @@ def install(app: FastAPI) -> None:
         # Normally RequestContextMiddleware answers first; this is the last line of defence.
         log.error("unhandled error", exc_info=exc)
         return error(500, "INTERNAL_ERROR", "internal server error")
+
+
+def common_error_statuses(route: APIRoute) -> list[int]:
+    """The statuses a route answers because of what it takes, whatever it does."""
+    statuses = []
+    if requires_session(route):
+        statuses.append(401)
+    if route.body_field is not None:
+        statuses.append(413)
+    if route.body_field is not None or get_flat_params(route.dependant):
+        statuses.append(422)
+    return statuses
+
+
+def document_common_errors(router: APIRouter) -> None:
+    """Add the common error statuses to the OpenAPI answers of every route of ``router`` (before it is
+    included in the app, which builds the served routes from these), so no route can forget them."""
+    for route in router.routes:
+        if not isinstance(route, APIRoute):
+            continue
+        for status in common_error_statuses(route):
+            # A route that declares a status itself says more about it (its own example code).
+            route.responses.setdefault(status, error_response(status))

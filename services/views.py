@@ -6,15 +6,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
-from pydantic.alias_generators import to_camel
+from services.schemas.base import Schema
+from services.schemas.jobs import JobError, JobExecutor, JobLogOut, JobOut
 
-
-class Schema(BaseModel):
-    # NaN and infinities (which pydantic takes from strings such as "NaN") are refused: no column keeps them.
-    model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, from_attributes=True, allow_inf_nan=False
-    )
+__all__ = ["Schema", "JobError", "JobExecutor", "JobLogOut", "JobOut"]
 
 
 class UserOut(Schema):
@@ -39,61 +34,6 @@ class AuditEventOut(Schema):
     user_agent: str | None
     request_id: str | None
     created_at: datetime
-
-
-class JobError(Schema):
-    code: str
-    message: str | None
-
-
-class JobExecutor(Schema):
-    name: str | None
-    dispatch_id: str | None
-    run_id: str | None
-
-
-class JobLogOut(Schema):
-    at: datetime
-    level: str
-    message: str
-
-
-class JobOut(Schema):
-    task_id: str
-    task_type: str
-    status: str
-    payload: dict[str, Any]
-    idempotency_key: str
-    progress: float
-    attempt: int
-    result: dict[str, Any] | None
-    error: JobError | None
-    executor: JobExecutor
-    started_at: datetime | None
-    finished_at: datetime | None
-    created_at: datetime
-    updated_at: datetime
-    logs: list[JobLogOut] | None = None
-
-    @classmethod
-    def of(cls, job: Any, logs: list[Any] | None = None) -> JobOut:
-        return cls(
-            task_id=job.id,
-            task_type=job.task_type,
-            status=job.status,
-            payload=job.payload,
-            idempotency_key=job.idempotency_key,
-            progress=job.progress,
-            attempt=job.attempt,
-            result=job.result,
-            error=JobError(code=job.error_code, message=job.error_message) if job.error_code else None,
-            executor=JobExecutor(name=job.executor_name, dispatch_id=job.dispatch_id, run_id=job.run_id),
-            started_at=job.started_at,
-            finished_at=job.finished_at,
-            created_at=job.created_at,
-            updated_at=job.updated_at,
-            logs=[JobLogOut.model_validate(line) for line in logs] if logs is not None else None,
-        )
 
 
 class StrategyOut(Schema):
@@ -148,7 +88,7 @@ class BacktestOut(Schema):
             metrics=backtest.metrics or {},
             run_by="client" if job.executor_name == "client" else "engine",
             display_name=backtest.display_name,
-            error=JobError(code=job.error_code, message=job.error_message) if job.error_code else None,
+            error=JobError.of(job),
             created_at=backtest.created_at,
             updated_at=max(backtest.updated_at, job.updated_at),
             started_at=job.started_at,
