@@ -27,19 +27,29 @@ from activities.auth import AuthActivities
 from activities.backtests import BacktestActivities
 from activities.jobs import JobActivities
 from activities.market_data import MarketDataActivities
+from activities.schedules import ScheduleActivities
 from core.logging import configure_logging
 from core.settings import Settings, get_settings
 from core.temporal import connect_temporal
 from db.engine import Database
+from domain.schedules import reconciler_schedule_id
 from integrations.mail import Mailer, mailer_from_settings
 from integrations.market_data import provider_from_settings
 from workflows.auth_token import AuthTokenWorkflow
 from workflows.backtest import BacktestWorkflow
 from workflows.job import JobReconcilerWorkflow, JobWorkflow
+from workflows.scheduled_job import ScheduledJobWorkflow
+from workflows.scheduling import ensure_system_schedules
 
 log = logging.getLogger("quantpoly.worker")
 
-WORKFLOWS: Sequence[type] = (AuthTokenWorkflow, JobWorkflow, JobReconcilerWorkflow, BacktestWorkflow)
+WORKFLOWS: Sequence[type] = (
+    AuthTokenWorkflow,
+    JobWorkflow,
+    JobReconcilerWorkflow,
+    BacktestWorkflow,
+    ScheduledJobWorkflow,
+)
 
 
 def build_worker(
@@ -47,6 +57,7 @@ def build_worker(
 ) -> Worker:
     auth = AuthActivities(db, mailer or mailer_from_settings(settings), settings)
     jobs = JobActivities(db, client, settings)
+    scheduled = ScheduleActivities(db, client, settings)
     market = MarketDataActivities(db, provider_from_settings(settings), settings)
     backtests = BacktestActivities(db, market, settings)
     return Worker(
@@ -59,6 +70,7 @@ def build_worker(
             jobs.start_job,
             jobs.finish_job,
             jobs.reconcile_jobs,
+            scheduled.start_scheduled_job,
             market.sync,
             market.indicators,
             backtests.load_bars,
@@ -70,8 +82,10 @@ def build_worker(
 
 
 async def ensure_schedules(client: Client, settings: Settings) -> None:
-    """The recurring work of this task queue, as Temporal Schedules (created once, kept by the server)."""
-    schedule_id = f"job-reconciler-{settings.task_queue}"
+    """The recurring work of this task queue, as Temporal Schedules (created once, kept by the server): the
+    job reconciler, and the system schedule templates (recreated if deleted)."""
+    await ensure_system_schedules(client, settings.task_queue)
+    schedule_id = reconciler_schedule_id(settings.task_queue)
     schedule = Schedule(
         action=ScheduleActionStartWorkflow(
             JobReconcilerWorkflow.run, id=f"{schedule_id}-run", task_queue=settings.task_queue

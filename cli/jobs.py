@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 
 import click
 
+from api.deps import MAX_PAGE
 from cli import context
 from cli.output import command_runner, emit, fail
 from core.errors import NotFound
 from domain import jobs as lifecycle
-from services import accounts, jobs
+from domain.schedules import ACTIVE, CRON, INTERVAL, STOPPED
+from services import accounts, jobs, schedules
 from services.platform import Platform
 from services.views import JobOut
 
@@ -134,6 +137,94 @@ async def jobs_retry(user_email, wait, job_id) -> None:
 def jobs_types() -> None:
     """The registered task types and their SLA tiers."""
     emit(jobs.task_types())
+
+
+payload_option = click.option(
+    "--payload", default="{}", show_default=True, help="The job's payload as JSON, checked like POST /jobs."
+)
+
+
+def parsed_payload(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except ValueError as error:
+        raise click.BadParameter(f"not JSON: {error}", param_hint="--payload") from None
+    if not isinstance(value, dict):
+        raise click.BadParameter("must be a JSON object", param_hint="--payload")
+    return value
+
+
+@jobs_group.command("schedule-interval")
+@user_option
+@click.argument("task_type")
+@click.option("--every", "every_seconds", required=True, type=click.IntRange(1), help="Seconds between jobs.")
+@payload_option
+@command_runner
+async def jobs_schedule_interval(user_email, task_type, every_seconds, payload) -> None:
+    """Start a TASK_TYPE job every --every seconds, as a Temporal Schedule."""
+    async with context.platform() as platform:
+        user = await find_user(platform, user_email)
+        emit(await schedules.create(platform, user, task_type, INTERVAL, str(every_seconds), parsed_payload(payload)))
+
+
+@jobs_group.command("schedule-cron")
+@user_option
+@click.argument("task_type")
+@click.option("--cron", "cron_expr", required=True, help='A cron expression, e.g. "0 2 * * *" (UTC).')
+@payload_option
+@command_runner
+async def jobs_schedule_cron(user_email, task_type, cron_expr, payload) -> None:
+    """Start a TASK_TYPE job on a cron expression, as a Temporal Schedule."""
+    async with context.platform() as platform:
+        user = await find_user(platform, user_email)
+        emit(await schedules.create(platform, user, task_type, CRON, cron_expr.strip(), parsed_payload(payload)))
+
+
+@jobs_group.command("schedules")
+@user_option
+@click.option("--status", type=click.Choice([ACTIVE, STOPPED]), default=None)
+@click.option("--page", default=1, show_default=True, type=click.IntRange(min=1, max=MAX_PAGE))
+@click.option("--page-size", default=20, show_default=True, type=click.IntRange(1, 200))
+@command_runner
+async def jobs_schedules(user_email, status, page, page_size) -> None:
+    """The account's schedules, newest first, with their next runs."""
+    async with context.platform() as platform:
+        user = await find_user(platform, user_email)
+        rows, total = await schedules.list_schedules(platform, user, status=status, page=page, page_size=page_size)
+    emit({"items": rows, "total": total, "page": page, "page_size": page_size})
+
+
+@jobs_group.command("schedule-stop")
+@user_option
+@click.argument("schedule_id")
+@command_runner
+async def jobs_schedule_stop(user_email, schedule_id) -> None:
+    """Stop a schedule: no more jobs; the ones it started stay."""
+    async with context.platform() as platform:
+        user = await find_user(platform, user_email)
+        emit(await schedules.stop(platform, user, schedule_id))
+
+
+@jobs_group.command("runtime")
+@user_option
+@command_runner
+async def jobs_runtime(user_email) -> None:
+    """Admin: pollers on the task queue, schedules and their next runs, job counts, the reconciler."""
+    async with context.platform() as platform:
+        admin = await find_user(platform, user_email)
+        emit(await schedules.runtime(platform, admin))
+
+
+@jobs_group.command("templates")
+@user_option
+@click.option("--recover", is_flag=True, help="Create the system schedules that are missing.")
+@command_runner
+async def jobs_templates(user_email, recover) -> None:
+    """Admin: the system schedule templates and their Temporal Schedules."""
+    async with context.platform() as platform:
+        admin = await find_user(platform, user_email)
+        found = schedules.recover_system_templates if recover else schedules.system_templates
+        emit(await found(platform, admin))
 
 
 def register(cli: click.Group) -> None:

@@ -214,6 +214,20 @@ async def retry(platform: Platform, user: User, job_id: str) -> Job:
     return await get(platform, user, job_id)
 
 
+async def transition(platform: Platform, user: User, job_id: str, to_status: str) -> Job:
+    """The reference's manual transition, where the workflow still owns every transition it can: cancelled
+    is a cancel through Temporal, queued (from failed) a retry; running, succeeded and failed are reached
+    only by running."""
+    job = await get(platform, user, job_id)
+    if to_status == lifecycle.CANCELLED:
+        return await cancel(platform, user, job_id)
+    if to_status == lifecycle.QUEUED:
+        return await retry(platform, user, job_id)
+    if not lifecycle.can_transition(job.status, to_status):
+        raise invalid_transition(job, to_status)
+    raise Conflict(f"a job becomes {to_status} by running; its workflow records it", code="INVALID_TRANSITION")
+
+
 def task_types() -> list[dict[str, Any]]:
     return [
         {

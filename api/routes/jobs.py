@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import Query
+from pydantic import Field
 
-from api.deps import CurrentUser, PageNumber, PageSize, PlatformDep
+from api.deps import AdminUser, CurrentUser, PageNumber, PageSize, PlatformDep
 from api.envelope import ok, page
 from api.routing import api_router
 from api.schemas import JobSubmitIn
-from services import jobs
-from services.views import JobOut
+from domain import schedules as schedule_rules
+from services import jobs, schedules
+from services.views import JobOut, Schema
 
 router = api_router(prefix="/jobs", tags=["jobs"])
 
@@ -48,6 +50,86 @@ async def list_jobs(
 @router.get("/task-types")
 async def task_types(_user: CurrentUser):
     return ok(jobs.task_types())
+
+
+# --- schedules (literal paths before /{job_id}) ---------------------------------------------------------
+
+
+class IntervalScheduleIn(Schema):
+    task_type: str = Field(min_length=1, max_length=64)
+    every_seconds: int = Field(ge=schedule_rules.MIN_EVERY_SECONDS, le=schedule_rules.MAX_EVERY_SECONDS)
+    payload: dict[str, Any] = Field(default_factory=dict)
+
+
+class CronScheduleIn(Schema):
+    task_type: str = Field(min_length=1, max_length=64)
+    cron_expr: str = Field(min_length=1, max_length=128)
+    payload: dict[str, Any] = Field(default_factory=dict)
+
+
+@router.post("/schedules/interval", status_code=201)
+async def schedule_interval(body: IntervalScheduleIn, user: CurrentUser, platform: PlatformDep):
+    created = await schedules.create(
+        platform, user, body.task_type, schedule_rules.INTERVAL, str(body.every_seconds), body.payload
+    )
+    return ok(created, status=201, message="schedule created")
+
+
+@router.post("/schedules/cron", status_code=201)
+async def schedule_cron(body: CronScheduleIn, user: CurrentUser, platform: PlatformDep):
+    created = await schedules.create(
+        platform, user, body.task_type, schedule_rules.CRON, body.cron_expr.strip(), body.payload
+    )
+    return ok(created, status=201, message="schedule created")
+
+
+@router.get("/schedules")
+async def list_schedules(
+    user: CurrentUser,
+    platform: PlatformDep,
+    status: Literal["active", "stopped"] | None = None,
+    page_number: PageNumber = 1,
+    page_size: PageSize = 20,
+):
+    rows, total = await schedules.list_schedules(platform, user, status=status, page=page_number, page_size=page_size)
+    return page(rows, total, page_number, page_size)
+
+
+@router.get("/schedules/{schedule_id}")
+async def get_schedule(schedule_id: str, user: CurrentUser, platform: PlatformDep):
+    return ok(await schedules.get(platform, user, schedule_id))
+
+
+@router.post("/schedules/{schedule_id}/stop")
+async def stop_schedule(schedule_id: str, user: CurrentUser, platform: PlatformDep):
+    return ok(await schedules.stop(platform, user, schedule_id), message="schedule stopped")
+
+
+@router.get("/system-schedules/templates")
+async def system_templates(admin: AdminUser, platform: PlatformDep):
+    return ok(await schedules.system_templates(platform, admin))
+
+
+@router.post("/system-schedules/templates/recover")
+async def recover_system_templates(admin: AdminUser, platform: PlatformDep):
+    return ok(await schedules.recover_system_templates(platform, admin), message="system schedules recovered")
+
+
+@router.get("/runtime")
+async def runtime(admin: AdminUser, platform: PlatformDep):
+    return ok(await schedules.runtime(platform, admin))
+
+
+# --- one job --------------------------------------------------------------------------------------------
+
+
+class TransitionIn(Schema):
+    to_status: Status
+
+
+@router.post("/{job_id}/transition")
+async def transition_job(job_id: str, body: TransitionIn, user: CurrentUser, platform: PlatformDep):
+    return ok(JobOut.of(await jobs.transition(platform, user, job_id, body.to_status)))
 
 
 @router.get("/{job_id}")

@@ -2,7 +2,7 @@
 
 from db.models.auth import AuthAuditEvent, AuthSession, AuthToken, RateLimitHit
 from db.models.backtests import Backtest
-from db.models.jobs import Job, JobLogLine
+from db.models.jobs import Job, JobLogLine, JobSchedule
 from db.models.market import MarketBar, MarketSyncCoverage
 from db.models.strategies import Strategy
 from db.models.users import User, UserPreferences
@@ -14,6 +14,7 @@ __all__ = [
     "Backtest",
     "Job",
     "JobLogLine",
+    "JobSchedule",
     "MarketBar",
     "MarketSyncCoverage",
     "RateLimitHit",
