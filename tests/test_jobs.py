@@ -244,3 +244,27 @@ async def test_parallel_starts_never_exceed_the_users_limit(database_url):
     assert outcomes.count(True) == running == 2  # the batch tier's limit
     assert outcomes.count("CONCURRENCY_LIMIT_EXCEEDED") == 6
     assert waiting == {"CONCURRENCY_LIMIT_EXCEEDED"}  # each refused job says why it waits
+
+
+async def test_manual_transitions_leave_the_workflow_its_own(idle_stack):
+    stack = idle_stack
+    async with build_worker(stack.temporal, stack.settings, Database.from_settings(stack.settings)):
+        headers = await user_headers(stack)
+    task_id = (await stack.http.post("/market/sync-task", json=SYNC, headers=headers)).json()["data"]["taskId"]
+
+    async def move(to: str):
+        return await stack.http.post(f"/jobs/{task_id}/transition", json={"toStatus": to}, headers=headers)
+
+    for owned in ("running", "succeeded"):  # only its workflow records these
+        assert (await move(owned)).json()["error"]["code"] == "INVALID_TRANSITION"
+    cancelled = await move("cancelled")
+    assert cancelled.status_code == 200 and cancelled.json()["data"]["status"] == "cancelled"
+    assert (await move("queued")).status_code == 409  # cancelled is final
+    stranger = await user_headers_with_worker(stack)
+    denied = await stack.http.post(f"/jobs/{task_id}/transition", json={"toStatus": "cancelled"}, headers=stranger)
+    assert denied.status_code == 403 and denied.json()["error"]["code"] == "JOB_ACCESS_DENIED"
+
+
+async def user_headers_with_worker(stack) -> dict[str, str]:
+    async with build_worker(stack.temporal, stack.settings, Database.from_settings(stack.settings)):
+        return await user_headers(stack)
