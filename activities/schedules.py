@@ -34,14 +34,14 @@ class ScheduleActivities:
         job, created = await self._job_of(firing)
         if job is None:
             return ScheduledOutcome(job_id=None)
-        options = dict(
-            task_queue=self._settings.task_queue,
-            heartbeat_timeout_seconds=self._settings.job_heartbeat_timeout_seconds,
-        )
+        task_queue = self._settings.task_queue
+        heartbeat = self._settings.job_heartbeat_timeout_seconds
         if created:
-            await dispatch.start(self._temporal, job, supersede=False, **options)
+            await dispatch.start(
+                self._temporal, job, task_queue=task_queue, heartbeat_timeout_seconds=heartbeat, supersede=False
+            )
         else:  # an earlier attempt wrote the job: start it only if that attempt did not
-            await dispatch.recover(self._temporal, job, **options)
+            await dispatch.recover(self._temporal, job, task_queue=task_queue, heartbeat_timeout_seconds=heartbeat)
         return ScheduledOutcome(job_id=job.id)
 
     async def _job_of(self, firing: ScheduledFiring) -> tuple[Job | None, bool]:

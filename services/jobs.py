@@ -102,7 +102,7 @@ async def start(platform: Platform, job: Job) -> None:
     except Exception:
         log.exception("could not start the workflow of job %s", job.id)
         async with platform.db.session() as session:
-            row = await session.get(Job, job.id)
+            row = await session.get_one(Job, job.id)
             row.status, row.finished_at = lifecycle.FAILED, utcnow()
             row.error_code, row.error_message = "EXECUTOR_DISPATCH_FAILED", "the job could not be handed to Temporal"
         raise ServiceUnavailable("the job executor is unavailable", code="TASK_ORCHESTRATION_UNAVAILABLE") from None
@@ -167,10 +167,12 @@ async def cancel(platform: Platform, user: User, job_id: str) -> Job:
         raise invalid_transition(job, lifecycle.CANCELLED)
     if job.status == lifecycle.FAILED:  # its workflow has ended: only the read model changes
         async with platform.db.session() as session:
-            row = await session.get(Job, job_id, with_for_update=True)
+            row = await session.get_one(Job, job_id, with_for_update=True)
             row.status, row.finished_at = lifecycle.CANCELLED, utcnow()
             session.add(JobLogLine(job_id=job_id, message="cancelled after failure", level="warning"))
         return await get(platform, user, job_id)
+    if job.dispatch_id is None:  # a run its client reports (a recorded backtest): its record's route moves it
+        raise Conflict("this job has no workflow; change it through its record's route", code="INVALID_TRANSITION")
     handle = platform.temporal.get_workflow_handle(job.dispatch_id)
     await handle.cancel()
     if await _cancel_if_queued(platform, job_id):
@@ -186,7 +188,7 @@ async def _cancel_if_queued(platform: Platform, job_id: str) -> bool:
     """A job that has not started is cancelled at once, without waiting for a worker: its workflow, when it
     runs, finds the job no longer queued (or the cancel request first) and does nothing more."""
     async with platform.db.session() as session:
-        row = await session.get(Job, job_id, with_for_update=True)
+        row = await session.get_one(Job, job_id, with_for_update=True)
         if row.status != lifecycle.QUEUED:
             return False
         row.status, row.finished_at = lifecycle.CANCELLED, utcnow()
@@ -204,7 +206,7 @@ async def retry(platform: Platform, user: User, job_id: str) -> Job:
     if not lifecycle.can_transition(job.status, lifecycle.QUEUED):
         raise invalid_transition(job, lifecycle.QUEUED)
     async with platform.db.session() as session:
-        row = await session.get(Job, job_id, with_for_update=True)
+        row = await session.get_one(Job, job_id, with_for_update=True)
         if row.status != lifecycle.FAILED:
             raise invalid_transition(row, lifecycle.QUEUED)
         row.status, row.attempt, row.progress = lifecycle.QUEUED, row.attempt + 1, 0.0

@@ -175,7 +175,7 @@ async def stop(platform: Platform, user: User, schedule_id: str) -> ScheduleOut:
     """Deletes its Temporal Schedule (no more firings) and keeps the row, stopped, with its jobs."""
     await _owned(platform, user, schedule_id)
     async with platform.db.session() as session:
-        row = await session.get(JobSchedule, schedule_id, with_for_update=True)
+        row = await session.get_one(JobSchedule, schedule_id, with_for_update=True)
         if row.status == rules.STOPPED:
             raise Conflict("the schedule is already stopped", code="SCHEDULE_ALREADY_STOPPED")
         row.status, row.stopped_at = rules.STOPPED, utcnow()
@@ -328,5 +328,5 @@ async def _recovery(platform: Platform) -> RecoveryOut:
         reconcile_interval_seconds=platform.settings.job_reconcile_interval_seconds,
         reconciler_running=described is not None and not described.schedule.state.paused,
         last_reconciled_at=recent[-1].started_at if recent else None,
-        next_reconcile_at=(scheduling.next_runs(described, 1) or [None])[0],
+        next_reconcile_at=next(iter(scheduling.next_runs(described, 1)), None),
     )

@@ -52,6 +52,8 @@ async def test_a_draft_strategy_s_backtest_is_recorded_pending_and_runs_nothing(
     assert created["displayName"] == config.get("displayName")  # never invented
     job = data(await stack.http.get(f"/jobs/{created['jobId']}", headers=headers))
     assert job["executor"]["dispatchId"] is None  # no workflow was started
+    by_job = error(await stack.http.post(f"/jobs/{created['jobId']}/cancel", headers=headers), 409)
+    assert by_job["code"] == "INVALID_TRANSITION"  # its backtest's routes move it
     in_use = error(await stack.http.delete(f"/strategies/{strategy['id']}", headers=headers), 409)
     assert in_use["code"] == "STRATEGY_IN_USE"
 

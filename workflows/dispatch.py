@@ -29,7 +29,7 @@ from workflows.job import JobInput
 class JobRecord(Protocol):
     id: str
     task_type: str
-    user_id: str
+    user_id: str | None  # None for the platform's own jobs
     payload: dict[str, Any]
     created_at: datetime
 
@@ -66,7 +66,9 @@ async def start(
 
 
 def search_attributes(job: JobRecord) -> TypedSearchAttributes:
-    pairs = [SearchAttributePair(KIND, job.task_type), SearchAttributePair(USER_ID, job.user_id)]
+    pairs = [SearchAttributePair(KIND, job.task_type)]
+    if job.user_id is not None:
+        pairs.append(SearchAttributePair(USER_ID, job.user_id))
     for field, attribute in registry.REGISTRY[job.task_type].search_attributes:
         if field in job.payload:
             pairs.append(SearchAttributePair(SearchAttributeKey.for_keyword(attribute), job.payload[field]))
