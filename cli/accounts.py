@@ -12,7 +12,8 @@ from core.settings import get_settings
 from integrations.mail import FileOutbox
 from services import audit, password_reset, users
 from services.platform import CLI_CLIENT
-from services.views import AuditEventOut, UserOut
+from services.schemas.admin import AuditEventOut
+from services.schemas.users import UserOut
 
 
 def _user(user) -> dict:

@@ -14,6 +14,7 @@ from cli.market import date_type, snake
 from cli.output import command_runner, emit
 from cli.report import format_metric, metric_label, write_report
 from services import backtests
+from services.schemas.backtests import ComparedTaskOut
 
 STATUSES = click.Choice(backtests.STATUSES)
 
@@ -121,11 +122,10 @@ async def result(user_email, backtest_id, full) -> None:
         user = await find_user(platform, user_email)
         body = await backtests.result(platform, user, backtest_id)
     if click.get_current_context().find_root().params.get("table"):
-        click.echo(metrics_table(body["metrics"]))
+        click.echo(metrics_table(body.metrics))
         return
-    if not full:
-        body = {key: value for key, value in body.items() if key not in ("equityCurve", "dailyReturns")}
-    emit(snake(body))
+    # Metric names are snake_case too, as in every CLI answer.
+    emit(snake(body.model_dump(mode="json", exclude=None if full else {"equity_curve", "daily_returns"})))
 
 
 @backtest_group.command("list")
@@ -155,18 +155,18 @@ async def compare(user_email, backtest_ids) -> None:
         user = await find_user(platform, user_email)
         compared = await backtests.compare(platform, user, list(backtest_ids))
     if click.get_current_context().find_root().params.get("table"):
-        emit([_comparison_row(t) for t in compared["tasks"]])
+        emit([_comparison_row(t) for t in compared.tasks])
         return
-    emit(snake(compared))
+    emit(snake(compared.model_dump(mode="json")))
 
 
-def _comparison_row(task: dict[str, Any]) -> dict[str, Any]:
-    metrics = task["metrics"] or {}
+def _comparison_row(task: ComparedTaskOut) -> dict[str, Any]:
+    metrics = task.metrics or {}
     shown = {key: format_metric(key, metrics.get(key)) for key in ("returnRate", "maxDrawdown", "sharpeRatio")}
     return {
-        "backtest": task["taskId"],
-        "template": task["template"],
-        "status": task["status"],
+        "backtest": task.task_id,
+        "template": task.template,
+        "status": task.status,
         "return": shown["returnRate"],
         "max_drawdown": shown["maxDrawdown"],
         "sharpe": shown["sharpeRatio"],
@@ -182,7 +182,7 @@ async def statistics(user_email, strategy_id) -> None:
     """Counts by status and average metrics of the completed backtests."""
     async with context.platform(need_temporal=False) as platform:
         user = await find_user(platform, user_email)
-        emit(snake(await backtests.statistics(platform, user, strategy_id)))
+        emit(await backtests.statistics(platform, user, strategy_id))
 
 
 @backtest_group.command("rename")
@@ -243,7 +243,7 @@ async def report(user_email, backtest_id, out_path: Path) -> None:
     async with context.platform(need_temporal=False) as platform:
         user = await find_user(platform, user_email)
         body = await backtests.result(platform, user, backtest_id)
-    write_report(body, out_path)
+    write_report(body.model_dump(mode="json", by_alias=True), out_path)
     emit({"backtest_id": backtest_id, "report": str(out_path)})
 
 

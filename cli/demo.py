@@ -82,7 +82,7 @@ async def demo(email: str) -> None:
         await _wait_all(platform, user, started)
         compared = await backtests.compare(platform, user, started)
     settings = platform.settings
-    click.echo(render_table([_comparison_row(task) for task in compared["tasks"]]))
+    click.echo(render_table([_comparison_row(task) for task in compared.tasks]))
     api = f"http://{settings.api_host}:{settings.api_port}"
     ui = f"{settings.temporal_ui_url}/namespaces/{settings.temporal_namespace}/workflows"
     account = f"{email} / {password}" if password else f"{email} (existing account, password unchanged)"

@@ -128,7 +128,7 @@ async def market_quotes(user_email, symbols) -> None:
         raise click.BadParameter("at most 50 symbols", param_hint="SYMBOLS")
     async with context.platform(need_temporal=False) as platform:
         user = await find_user(platform, user_email)
-        items = snake(await market.quotes(platform, user, list(symbols)))
+        items = [item.model_dump(mode="json") for item in await market.quotes(platform, user, list(symbols))]
     if _table_wanted():
         emit(
             [

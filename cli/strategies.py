@@ -11,7 +11,7 @@ from cli.jobs import find_user, user_option
 from cli.output import command_runner, emit
 from domain import strategies as rules
 from services import strategies
-from services.views import StrategyOut
+from services.schemas.strategies import StrategyOut
 
 
 def _view(strategy) -> dict:
@@ -26,7 +26,7 @@ def strategies_group() -> None:
 @strategies_group.command("templates")
 def templates() -> None:
     """The six templates with their parameters, bounds and defaults."""
-    emit(rules.catalog())
+    emit(strategies.templates())
 
 
 @strategies_group.command("create")

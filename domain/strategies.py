@@ -152,32 +152,3 @@ def _checked(parameter: Parameter, value: Any) -> tuple[Any, str | None]:
     if not parameter.minimum <= value <= parameter.maximum:
         return None, f"{parameter.name} must be between {parameter.minimum:g} and {parameter.maximum:g}"
     return value, None
-
-
-def catalog() -> list[dict[str, Any]]:
-    """The templates as the front end lists them."""
-    return [
-        {
-            "id": t.id,
-            "templateId": t.id,
-            "name": t.name,
-            "description": t.description,
-            # What the front end's forms build their inputs from.
-            "requiredParameters": {
-                p.name: {"type": p.kind.__name__, "min": p.minimum, "max": p.maximum} for p in t.parameters
-            },
-            "parameters": {
-                p.name: {
-                    "type": p.kind.__name__,
-                    "min": p.minimum,
-                    "max": p.maximum,
-                    "default": p.kind(p.default),
-                    "description": p.description,
-                }
-                for p in t.parameters
-            },
-            "defaults": {p.name: p.kind(p.default) for p in t.parameters},
-            "constraints": [f"{a} < {b}" for a, b in t.ordering],
-        }
-        for t in TEMPLATES.values()
-    ]

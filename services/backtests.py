@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import case, func, select
 from sqlalchemy.exc import IntegrityError
 
@@ -23,7 +23,14 @@ from domain import strategies as strategy_rules
 from domain.backtest import BacktestConfig
 from services import jobs
 from services.platform import Platform
-from services.views import BacktestOut
+from services.schemas.backtests import (
+    BacktestOut,
+    BacktestResultOut,
+    BacktestStatisticsOut,
+    ClientResultOut,
+    ComparisonOut,
+    EngineResultOut,
+)
 from workflows import dispatch
 
 PENDING, RUNNING, COMPLETED, FAILED, CANCELLED = "pending", "running", "completed", "failed", "cancelled"
@@ -41,7 +48,6 @@ DELETABLE = (COMPLETED, FAILED, CANCELLED)
 TASK_TYPE = "backtest_run"
 # The executor of a backtest that its client runs and reports: the reference's recorded tasks.
 CLIENT = "client"
-MAX_COMPARE = 20
 
 
 def invalid_state(message: str) -> Conflict:
@@ -237,7 +243,7 @@ async def list_backtests(
         return [view(b, j) for b, j in rows], int(total or 0)
 
 
-async def statistics(platform: Platform, user: User, strategy_id: str | None = None) -> dict[str, Any]:
+async def statistics(platform: Platform, user: User, strategy_id: str | None = None) -> BacktestStatisticsOut:
     """Counts by status, and the averages of the completed backtests' headline metrics."""
     conditions = _conditions(user, strategy_id, None)
     counted = {
@@ -264,10 +270,10 @@ async def statistics(platform: Platform, user: User, strategy_id: str | None = N
     for metric in ("returnRate", "maxDrawdown", "winRate", "sharpeRatio"):
         values = [m[metric] for m in completed if m.get(metric) is not None]
         stats[f"average{metric[0].upper()}{metric[1:]}"] = sum(values) / len(values) if values else None
-    return stats
+    return BacktestStatisticsOut.model_validate(stats)
 
 
-async def compare(platform: Platform, user: User, task_ids: list[str]) -> dict[str, Any]:
+async def compare(platform: Platform, user: User, task_ids: list[str]) -> ComparisonOut:
     """The metrics of several of the user's backtests side by side, with the best and worst return."""
     tasks = []
     for task_id in dict.fromkeys(task_ids):
@@ -296,10 +302,14 @@ async def compare(platform: Platform, user: User, task_ids: list[str]) -> dict[s
     }
     # One flat metric object per requested id, in the request's order: the front end's comparison table.
     by_id = {t["taskId"]: t for t in tasks}
-    return {"tasks": tasks, "metrics": [by_id[i]["metrics"] or {} for i in task_ids], "summary": summary}
+    metrics = [by_id[i]["metrics"] or {} for i in task_ids]
+    return ComparisonOut.model_validate({"tasks": tasks, "metrics": metrics, "summary": summary})
 
 
-async def result(platform: Platform, user: User, backtest_id: str) -> dict[str, Any]:
+_RESULT = TypeAdapter(BacktestResultOut)
+
+
+async def result(platform: Platform, user: User, backtest_id: str) -> EngineResultOut | ClientResultOut:
     backtest, job = await get(platform, user, backtest_id)
     async with platform.db.session() as session:
         body = await session.scalar(select(Backtest.result).where(Backtest.id == backtest_id))
@@ -311,7 +321,8 @@ async def result(platform: Platform, user: User, backtest_id: str) -> dict[str, 
             f"the backtest is {STATUS_OF_JOB[job.status]}; its result exists once it has completed",
             code="BACKTEST_RESULT_NOT_READY",
         )
-    return {**body, "runBy": view(backtest, job).run_by, "displayName": backtest.display_name, "status": COMPLETED}
+    answer = {**body, "runBy": view(backtest, job).run_by, "displayName": backtest.display_name, "status": COMPLETED}
+    return _RESULT.validate_python(answer)
 
 
 async def rename(platform: Platform, user: User, backtest_id: str, display_name: str) -> BacktestOut:

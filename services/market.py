@@ -26,6 +26,14 @@ from domain.market import (
 from integrations.market_data import Asset, Quote
 from services import jobs
 from services.platform import Platform
+from services.schemas.market import (
+    AssetOut,
+    BatchQuoteOut,
+    BoundaryCheckOut,
+    CandleOut,
+    ProviderHealthOut,
+    QuoteOut,
+)
 
 MAX_HISTORY_BARS = 50_000
 RANGE_TOO_LARGE_CODE = "MARKET_RANGE_TOO_LARGE"
@@ -65,31 +73,17 @@ async def submit_task(
     return await jobs.submit(platform, user, task_type, payload, idempotency_key)
 
 
-def asset_view(asset: Asset) -> dict[str, Any]:
-    return {
-        "symbol": asset.symbol,
-        "name": asset.name,
-        "exchange": asset.exchange,
-        "currency": asset.currency,
-        "assetClass": asset.asset_class,
-        "tradable": asset.tradable,
-        "fractionable": asset.fractionable,
-    }
+def asset_view(asset: Asset) -> AssetOut:
+    return AssetOut.model_validate(asset)
+
+
+def quote_out(quote: Quote) -> QuoteOut:
+    return QuoteOut.model_validate({**asdict(quote), "timestamp": quote.timestamp.isoformat()})
 
 
 def quote_view(quote: Quote) -> dict[str, Any]:
-    return {
-        "symbol": quote.symbol,
-        "price": quote.price,
-        "previousClose": quote.previous_close,
-        "openPrice": quote.open_price,
-        "highPrice": quote.high_price,
-        "lowPrice": quote.low_price,
-        "volume": quote.volume,
-        "bidPrice": quote.bid_price,
-        "askPrice": quote.ask_price,
-        "timestamp": quote.timestamp.isoformat(),
-    }
+    """The quote as the stream pushes it: the same fields, in the API's camelCase."""
+    return quote_out(quote).model_dump(by_alias=True)
 
 
 async def _call(function, *args):
@@ -97,7 +91,7 @@ async def _call(function, *args):
     return await asyncio.to_thread(function, *args)
 
 
-async def search(platform: Platform, keyword: str, limit: int) -> list[dict[str, Any]]:
+async def search(platform: Platform, keyword: str, limit: int) -> list[AssetOut]:
     needle = keyword.strip().lower()
     assets = await _call(platform.market.assets)
     found = [a for a in assets if needle in a.symbol.lower() or needle in a.name.lower()]
@@ -105,7 +99,7 @@ async def search(platform: Platform, keyword: str, limit: int) -> list[dict[str,
     return [asset_view(a) for a in found[:limit]]
 
 
-async def catalog(platform: Platform, limit: int, market: str | None, asset_class: str | None) -> list[dict[str, Any]]:
+async def catalog(platform: Platform, limit: int, market: str | None, asset_class: str | None) -> list[AssetOut]:
     assets = await _call(platform.market.assets)
     if market:
         assets = [a for a in assets if a.exchange.lower() == market.lower()]
@@ -114,7 +108,7 @@ async def catalog(platform: Platform, limit: int, market: str | None, asset_clas
     return [asset_view(a) for a in assets[:limit]]
 
 
-async def catalog_item(platform: Platform, symbol: str) -> dict[str, Any]:
+async def catalog_item(platform: Platform, symbol: str) -> AssetOut:
     return asset_view(await _call(platform.market.asset, _symbol(symbol)))
 
 
@@ -139,7 +133,7 @@ async def cached_quote(platform: Platform, symbol: str) -> tuple[Quote, bool]:
     return fresh, False
 
 
-async def quotes(platform: Platform, user: User, symbols_: list[str]) -> list[dict[str, Any]]:
+async def quotes(platform: Platform, user: User, symbols_: list[str]) -> list[BatchQuoteOut]:
     wait = platform.quote_limiter.acquire(user.id)
     if wait is not None:
         raise RateLimited("too many quote requests; slow down", retry_after=wait)
@@ -147,32 +141,27 @@ async def quotes(platform: Platform, user: User, symbols_: list[str]) -> list[di
     return list(await asyncio.gather(*(_batch_item(platform, s) for s in cleaned)))
 
 
-async def _batch_item(platform: Platform, symbol: str) -> dict[str, Any]:
+async def _batch_item(platform: Platform, symbol: str) -> BatchQuoteOut:
     try:
         found, hit = await cached_quote(platform, symbol)
     except AppError as error:
         code = "QUOTE_NOT_AVAILABLE" if error.code == "ASSET_NOT_FOUND" else error.code
-        return {
-            "symbol": symbol,
-            "status": "error",
-            "quote": None,
-            "errorCode": code,
-            "cacheHit": False,
-            "source": platform.market.source,
-        }
-    return {
-        "symbol": symbol,
-        "status": "ok",
-        "quote": quote_view(found),
-        "errorCode": None,
-        "cacheHit": hit,
-        "source": platform.market.source,
-    }
+        return BatchQuoteOut(
+            symbol=symbol, status="error", quote=None, error_code=code, cache_hit=False, source=platform.market.source
+        )
+    return BatchQuoteOut(
+        symbol=symbol,
+        status="ok",
+        quote=quote_out(found),
+        error_code=None,
+        cache_hit=hit,
+        source=platform.market.source,
+    )
 
 
 async def history(
     platform: Platform, symbol: str, start: date, end: date, timeframe: str, limit: int | None
-) -> list[dict[str, Any]]:
+) -> list[CandleOut]:
     """The provider's bars of the range (none after now), the last ``limit`` of them when given."""
     symbol = _symbol(symbol)
     try:
@@ -186,27 +175,23 @@ async def history(
     if limit:
         frame = frame.tail(min(limit, MAX_HISTORY_BARS))
     return [
-        {
-            "timestamp": row.timestamp.isoformat(),
-            "openPrice": row.open,
-            "highPrice": row.high,
-            "lowPrice": row.low,
-            "closePrice": row.close,
-            "volume": row.volume,
-        }
+        CandleOut(
+            timestamp=row.timestamp.isoformat(),
+            open_price=row.open,
+            high_price=row.high,
+            low_price=row.low,
+            close_price=row.close,
+            volume=row.volume,
+        )
         for row in frame.head(MAX_HISTORY_BARS).itertuples()
     ]
 
 
-async def provider_health(platform: Platform) -> dict[str, Any]:
-    health = await _call(platform.market.health)
-    view = {
-        "".join(w.capitalize() if i else w for i, w in enumerate(k.split("_"))): v for k, v in asdict(health).items()
-    }
-    return view
+async def provider_health(platform: Platform) -> ProviderHealthOut:
+    return ProviderHealthOut.model_validate(await _call(platform.market.health))
 
 
-async def boundary_check(platform: Platform, expected: list[str], timeframe: str) -> dict[str, Any]:
+async def boundary_check(platform: Platform, expected: list[str], timeframe: str) -> BoundaryCheckOut:
     """Which expected symbols the bar store lacks, and which it holds beyond them."""
     wanted = sorted({s.upper() for s in expected})
     async with platform.db.session() as session:
@@ -219,11 +204,11 @@ async def boundary_check(platform: Platform, expected: list[str], timeframe: str
         )
     missing = [s for s in wanted if s not in stored]
     extra = sorted(stored - set(wanted))
-    return {
-        "consistent": not missing and not extra,
-        "missingIds": missing,
-        "extraIds": extra,
-        "mismatchCount": len(missing) + len(extra),
-        "beforeCount": len(wanted),
-        "afterCount": len(stored),
-    }
+    return BoundaryCheckOut(
+        consistent=not missing and not extra,
+        missing_ids=missing,
+        extra_ids=extra,
+        mismatch_count=len(missing) + len(extra),
+        before_count=len(wanted),
+        after_count=len(stored),
+    )

@@ -12,6 +12,7 @@ from db.models import Strategy, User
 from domain import strategies as rules
 from services import backtests
 from services.platform import Platform
+from services.schemas.strategies import ExecutionCheckOut, TemplateOut
 
 
 def invalid_parameters(error: rules.ParameterError) -> AppError:
@@ -91,15 +92,39 @@ async def transition(platform: Platform, user: User, strategy_id: str, target: s
     return strategy
 
 
-def check_execution(strategy: Strategy, parameters: dict[str, Any] | None) -> dict[str, Any]:
+def check_execution(strategy: Strategy, parameters: dict[str, Any] | None) -> ExecutionCheckOut:
     """Whether ``parameters`` (or the stored ones) would run with this strategy's template."""
     try:
         values = rules.validate_parameters(
             strategy.template, parameters if parameters is not None else strategy.parameters
         )
     except rules.ParameterError as error:
-        return {"valid": False, "errors": error.problems, "parameters": None, "template": strategy.template}
-    return {"valid": True, "errors": [], "parameters": values, "template": strategy.template}
+        return ExecutionCheckOut(valid=False, errors=error.problems, parameters=None, template=strategy.template)
+    return ExecutionCheckOut(valid=True, errors=[], parameters=values, template=strategy.template)
+
+
+def templates() -> list[TemplateOut]:
+    """The templates as the front end lists them."""
+    return [_template_out(template) for template in rules.TEMPLATES.values()]
+
+
+def _template_out(template: rules.Template) -> TemplateOut:
+    def bounds(p: rules.Parameter) -> dict[str, Any]:
+        return {"type": p.kind.__name__, "min": p.minimum, "max": p.maximum}
+
+    return TemplateOut(
+        id=template.id,
+        template_id=template.id,
+        name=template.name,
+        description=template.description,
+        required_parameters={p.name: bounds(p) for p in template.parameters},
+        parameters={
+            p.name: {**bounds(p), "default": p.kind(p.default), "description": p.description}
+            for p in template.parameters
+        },
+        defaults={p.name: p.kind(p.default) for p in template.parameters},
+        constraints=[f"{a} < {b}" for a, b in template.ordering],
+    )
 
 
 async def delete(platform: Platform, user: User, strategy_id: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from domain import strategies
+from services.strategies import templates
 
 
 def test_defaults_fill_missing_parameters():
@@ -42,7 +43,7 @@ def test_required_parameters_without_defaults():
 
 
 def test_catalog_lists_all_six_templates():
-    catalog = {t["id"]: t for t in strategies.catalog()}
+    catalog = {t.id: t.model_dump() for t in templates()}
     assert list(catalog) == ["moving_average", "bollinger_bands", "rsi", "macd", "mean_reversion", "momentum"]
     assert catalog["rsi"]["defaults"] == {"period": 14, "oversold": 30.0, "overbought": 70.0}
     assert catalog["macd"]["parameters"]["slow"] == {

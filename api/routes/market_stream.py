@@ -9,11 +9,12 @@ import logging
 from fastapi import Request, WebSocket, WebSocketDisconnect
 
 from api.deps import SESSION_COOKIE, CurrentUser
-from api.envelope import ok
+from api.envelope import Envelope, ok
 from api.routing import api_router
 from core.errors import AppError
 from services import sessions
 from services.market_stream import QuoteStream, StreamHub, stream_error
+from services.schemas.market import StreamLimits, StreamStatusOut
 
 router = api_router(prefix="/market/stream", tags=["market"])
 log = logging.getLogger(__name__)
@@ -28,22 +29,23 @@ def _token(websocket: WebSocket) -> str | None:
     return websocket.cookies.get(SESSION_COOKIE)
 
 
-@router.get("/status")
+@router.get("/status", response_model=Envelope[StreamStatusOut])
 async def stream_status(request: Request, _user: CurrentUser):
     settings = request.app.state.platform.settings
+    limits = StreamLimits(
+        connections_per_user=settings.stream_max_connections_per_user,
+        subscriptions_per_connection=settings.stream_max_subscriptions,
+        symbols_per_subscription=settings.stream_max_symbols_per_subscription,
+    )
     return ok(
-        {
-            "healthy": True,
-            "status": "ok",
-            "mode": "periodic_push",
-            "pushIntervalSeconds": settings.stream_push_interval_seconds,
-            "limits": {
-                "connectionsPerUser": settings.stream_max_connections_per_user,
-                "subscriptionsPerConnection": settings.stream_max_subscriptions,
-                "symbolsPerSubscription": settings.stream_max_symbols_per_subscription,
-            },
+        StreamStatusOut(
+            healthy=True,
+            status="ok",
+            mode="periodic_push",
+            push_interval_seconds=settings.stream_push_interval_seconds,
+            limits=limits,
             **request.app.state.stream_hub.status(),
-        }
+        )
     )
 
 

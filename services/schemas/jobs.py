@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from pydantic import Field
+
 from services.schemas.base import Schema
 
 
@@ -67,3 +69,9 @@ class JobOut(Schema):
             updated_at=job.updated_at,
             logs=[JobLogOut.model_validate(line) for line in logs] if logs is not None else None,
         )
+
+
+class JobSubmitIn(Schema):
+    task_type: str = Field(min_length=1, max_length=64)
+    payload: dict[str, Any] = Field(default_factory=dict)
+    idempotency_key: str = Field(min_length=1, max_length=128)
