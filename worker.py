@@ -6,10 +6,15 @@ Run as ``python worker.py`` or ``quantpoly worker``. SIGINT/SIGTERM shut it down
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import multiprocessing
 import signal
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from datetime import timedelta
+from typing import Any
 
 from temporalio.client import (
     Client,
@@ -36,8 +41,8 @@ from domain.schedules import reconciler_schedule_id
 from integrations.mail import Mailer, mailer_from_settings
 from integrations.market_data import provider_from_settings
 from workflows.auth_token import AuthTokenWorkflow
-from workflows.backtest import BacktestWorkflow
-from workflows.job import JobReconcilerWorkflow, JobWorkflow
+from workflows.backtest import BacktestWorkflow, BacktestWorkflowV2
+from workflows.job import JobReconcilerWorkflow, JobWorkflow, JobWorkflowV2
 from workflows.scheduled_job import ScheduledJobWorkflow
 from workflows.scheduling import ensure_system_schedules
 
@@ -45,11 +50,46 @@ log = logging.getLogger("quantpoly.worker")
 
 WORKFLOWS: Sequence[type] = (
     AuthTokenWorkflow,
-    JobWorkflow,
+    JobWorkflow,  # kept for runs started before JobWorkflowV2
+    JobWorkflowV2,
     JobReconcilerWorkflow,
-    BacktestWorkflow,
+    BacktestWorkflow,  # kept for runs started before BacktestWorkflowV2
+    BacktestWorkflowV2,
     ScheduledJobWorkflow,
 )
+# How soon a heartbeat reaches the server at most, and so how soon a running activity learns of a cancel.
+HEARTBEAT_THROTTLE = timedelta(seconds=0.5)
+
+
+class ProcessPool(Executor):
+    """The worker's processes for CPU-bound activity work (backtest engines, later research sweeps): threads
+    would share the GIL with the event loop that serves Temporal. Processes start on first use, forked from a
+    server that has imported the engine once; a pool broken by a process that died is replaced."""
+
+    def __init__(self, processes: int) -> None:
+        self._processes = processes
+        self._executor = self._new()
+
+    def _new(self) -> ProcessPoolExecutor:
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["domain.backtest"])
+        return ProcessPoolExecutor(self._processes, mp_context=context)
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any) -> Future:
+        try:
+            return self._executor.submit(fn, *args)
+        except BrokenProcessPool:
+            self._executor = self._new()
+            return self._executor.submit(fn, *args)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self._executor.shutdown(wait, cancel_futures=cancel_futures)
+
+
+@functools.cache
+def process_pool(processes: int) -> ProcessPool:
+    """One pool per process, however many workers it builds (tests build many)."""
+    return ProcessPool(processes)
 
 
 def build_worker(
@@ -59,7 +99,7 @@ def build_worker(
     jobs = JobActivities(db, client, settings)
     scheduled = ScheduleActivities(db, client, settings)
     market = MarketDataActivities(db, provider_from_settings(settings), settings)
-    backtests = BacktestActivities(db, market, settings)
+    backtests = BacktestActivities(db, market, jobs, process_pool(settings.worker_processes))
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
@@ -67,16 +107,21 @@ def build_worker(
         activities=[
             auth.deliver_token,
             auth.settle_token,
+            jobs.claim_slot,
+            jobs.finish,
             jobs.start_job,
             jobs.finish_job,
             jobs.reconcile_jobs,
             scheduled.start_scheduled_job,
             market.sync,
             market.indicators,
+            backtests.claim_and_load,
+            backtests.compute_and_finish,
             backtests.load_bars,
             backtests.run,
         ],
         max_concurrent_activities=settings.worker_max_concurrent_activities,
+        max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
         graceful_shutdown_timeout=timedelta(seconds=10),
     )
 
@@ -114,6 +159,7 @@ async def run(settings: Settings) -> None:
     async with worker:
         await stop.wait()
         log.info("worker shutting down")
+    process_pool(settings.worker_processes).shutdown(cancel_futures=True)
     await db.dispose()
 
 

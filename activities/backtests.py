@@ -1,59 +1,86 @@
-"""The two steps of a backtest's workflow: bars through the market-data store, then the engine."""
+"""A backtest's activities: claim the user's slot and bring the bars into the store, then run the engine in the
+worker's process pool and store the result as the job finishes.
+
+Heartbeats come from the work itself (each fetch and stored chunk, each page of bars read, the engine's
+start): they carry its progress, and their answers carry a cancel request, which stops the activity and drops
+an engine run still waiting for a process.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from pydantic import ValidationError
 from temporalio import activity
 
-from activities.jobs import activity_error, append_log, set_progress
+from activities.jobs import JobActivities, activity_error, append_log, claim_slot, record_outcome, set_progress
 from activities.market_data import MarketDataActivities, heartbeating
-from core.settings import Settings
 from db.engine import Database
 from db.models import Backtest, Job
 from domain import backtest as backtests
 from domain import jobs as job_states
-from domain.backtest import BacktestConfig, InsufficientData
-from workflows.backtest import LOAD_BARS_ACTIVITY, RUN_ACTIVITY
+from domain.backtest import BacktestConfig, BarArrays, InsufficientData
+from workflows.backtest import (
+    COMPUTE_ACTIVITY,
+    LOAD_BARS_ACTIVITY,
+    PREPARE_ACTIVITY,
+    RUN_ACTIVITY,
+    BacktestSteps,
+    ComputeInput,
+)
+from workflows.job import CLAIMED, Claim, ClaimInput, JobOutcome
 
 
-class BacktestActivities:
-    def __init__(self, db: Database, market: MarketDataActivities, settings: Settings) -> None:
+class BacktestActivities(BacktestSteps):
+    def __init__(self, db: Database, market: MarketDataActivities, jobs: JobActivities, engines: Executor) -> None:
         self._db = db
         self._market = market
-        self._engines = ThreadPoolExecutor(settings.worker_engine_threads, thread_name_prefix="engine")
+        self._jobs = jobs
+        self._engines = engines  # the worker's process pool
 
-    @activity.defn(name=LOAD_BARS_ACTIVITY)
-    async def load_bars(self, job_id: str) -> dict[str, Any]:
-        """Sync what the store lacks of the backtest's range, and check there are bars enough to trade."""
-        async with heartbeating("loading bars"):
-            return await self._load_bars(job_id)
+    @activity.defn(name=PREPARE_ACTIVITY)
+    async def claim_and_load(self, claim: ClaimInput) -> Claim:
+        async with self._db.session() as session:
+            job, state = await claim_slot(session, claim.job_id, claim.workflow_id, claim.run_id)
+            backtest = await session.get(Backtest, job.payload["backtestId"]) if state == CLAIMED else None
+        if state != CLAIMED:
+            return Claim(state)
+        backtest, config = _checked(backtest)
+        lines: list[str] = []
+        bars = len(config.prices) if config.prices is not None else await self._synced(claim.job_id, config, lines)
+        _check_bar_count(backtest, config, bars)
+        return Claim(CLAIMED, lines)
 
-    async def _load_bars(self, job_id: str) -> dict[str, Any]:
-        backtest, config = await self._backtest(job_id)
-        bars = len(config.prices) if config.prices is not None else await self._synced(job_id, config)
-        needed = backtests.minimum_bars(backtest.template, backtest.parameters)
-        if bars < needed:
-            raise activity_error(
-                "BACKTEST_INSUFFICIENT_DATA",
-                f"{bars} {config.timeframe} bars of {config.symbol} in range; {backtest.template} needs {needed}",
-                retryable=False,
-            )
-        if bars > backtests.MAX_BARS:
-            raise activity_error(
-                "BACKTEST_INVALID_CONFIG",
-                f"{bars} bars in range, at most {backtests.MAX_BARS}: shorten the range or use a longer timeframe",
-                retryable=False,
-            )
-        await set_progress(self._db, job_id, 0.4)
-        return {"backtestId": backtest.id, "barCount": bars}
+    @activity.defn(name=COMPUTE_ACTIVITY)
+    async def compute_and_finish(self, compute: ComputeInput) -> JobOutcome:
+        job, backtest, config = await self._rows(compute.job_id)
+        if job.status != job_states.RUNNING:  # finished by an earlier attempt, or cancelled meanwhile
+            return JobOutcome(job.status, job.error_code, job.error_message)
+        bars = await self._bars(config)
+        computed = await self._computed(bars, backtest, config)
+        body = _body(backtest, config, computed)
+        lines = [*compute.log_lines, _summary(config, backtest, len(bars), computed["metrics"])]
+        async with self._db.session() as session:
+            job = await session.get(Job, compute.job_id, with_for_update=True)
+            backtest = await session.get(Backtest, backtest.id, with_for_update=True)
+            if job.status != job_states.RUNNING:  # cancelled while the engine ran: nothing is stored
+                return JobOutcome(job.status, job.error_code, job.error_message)
+            if backtest is not None and backtest.job_id == job.id:  # not superseded by a retry
+                backtest.result, backtest.metrics = body, body["metrics"]
+            outcome = JobOutcome(job_states.SUCCEEDED)
+            result = {"backtestId": body["taskId"], "metrics": body["metrics"]}
+            waiting = await record_outcome(session, job, outcome, result, lines)
+        await self._jobs.hand_over(waiting)
+        return outcome
 
-    async def _synced(self, job_id: str, config: BacktestConfig) -> int:
+    async def _synced(self, job_id: str, config: BacktestConfig, lines: list[str] | None = None) -> int:
         """Bars of the config's range in the store, after syncing what it lacked."""
-        item = await self._market.sync_symbol(job_id, config.symbol, config.as_sync())
+        item = await self._market.sync_symbol(
+            job_id, config.symbol, config.as_sync(), lines=lines, on_progress=activity.heartbeat
+        )
         if item["status"] != "ok":
             raise activity_error(
                 "BACKTEST_HISTORY_UNAVAILABLE",
@@ -62,63 +89,106 @@ class BacktestActivities:
             )
         return item["rowCount"]
 
+    async def _bars(self, config: BacktestConfig) -> BarArrays:
+        inline = config.inline_bars()  # an inline series replaces the provider's bars, never mixes with them
+        if inline is not None:
+            return BarArrays.of(inline)
+        return await self._market.stored_arrays(
+            config.symbol, config.timeframe, config.as_sync(), lambda read: activity.heartbeat(f"read {read} bars")
+        )
+
+    async def _computed(self, bars: BarArrays, backtest: Backtest, config: BacktestConfig) -> dict[str, Any]:
+        activity.heartbeat(f"engine over {len(bars)} bars")
+        run = self._engines.submit(backtests.run_arrays, bars, backtest.template, backtest.parameters, config)
+        try:
+            return await asyncio.wrap_future(run)
+        except asyncio.CancelledError:
+            # A run still waiting for a process never starts; one already running is bounded by MAX_BARS.
+            run.cancel()
+            raise
+        except InsufficientData as error:
+            raise activity_error("BACKTEST_INSUFFICIENT_DATA", str(error), retryable=False) from None
+        except BrokenProcessPool:  # a pool process died (killed, out of memory): the next attempt gets a new one
+            raise activity_error("ENGINE_UNAVAILABLE", "the engine process stopped", retryable=True) from None
+
+    async def _rows(self, job_id: str) -> tuple[Job, Backtest, BacktestConfig]:
+        async with self._db.session() as session:
+            job = await session.get(Job, job_id)
+            backtest = await session.get(Backtest, job.payload["backtestId"])
+        return job, *_checked(backtest)
+
+    # --- the steps of BacktestWorkflow runs, started before slots were handed over by signal -------------
+
+    @activity.defn(name=LOAD_BARS_ACTIVITY)
+    async def load_bars(self, job_id: str) -> dict[str, Any]:
+        """Sync what the store lacks of the backtest's range, and check there are bars enough to trade."""
+        async with heartbeating("loading bars"):
+            _, backtest, config = await self._rows(job_id)
+            bars = len(config.prices) if config.prices is not None else await self._synced(job_id, config)
+            _check_bar_count(backtest, config, bars)
+            await set_progress(self._db, job_id, 0.4)
+            return {"backtestId": backtest.id, "barCount": bars}
+
     @activity.defn(name=RUN_ACTIVITY)
     async def run(self, job_id: str) -> dict[str, Any]:
         """The engine over the stored bars; the result is stored before the job can succeed."""
         async with heartbeating("running"):
-            return await self._run(job_id)
+            _, backtest, config = await self._rows(job_id)
+            bars = await self._bars(config)
+            computed = await self._computed(bars, backtest, config)
+            body = _body(backtest, config, computed)
+            async with self._db.session() as session:
+                job = await session.get(Job, job_id, with_for_update=True)
+                stored = await session.get(Backtest, backtest.id, with_for_update=True)
+                # Only the backtest's current run, still running: not one cancelled meanwhile or superseded.
+                if stored is not None and stored.job_id == job_id and job.status == job_states.RUNNING:
+                    stored.result, stored.metrics = body, body["metrics"]
+            await append_log(self._db, job_id, _summary(config, backtest, len(bars), computed["metrics"]))
+            return {"backtestId": backtest.id, "metrics": computed["metrics"]}
 
-    async def _run(self, job_id: str) -> dict[str, Any]:
-        backtest, config = await self._backtest(job_id)
-        bars = config.inline_bars()  # an inline series replaces the provider's bars, never mixes with them
-        if bars is None:
-            bars = await self._market.stored_bars(config.symbol, config.timeframe, config.as_sync())
-        await set_progress(self._db, job_id, 0.5)
-        try:
-            computed = await asyncio.get_running_loop().run_in_executor(
-                self._engines, backtests.run, bars, backtest.template, backtest.parameters, config
-            )
-        except InsufficientData as error:
-            raise activity_error("BACKTEST_INSUFFICIENT_DATA", str(error), retryable=False) from None
-        await set_progress(self._db, job_id, 0.8)
-        body = {
-            "taskId": backtest.id,
-            "strategyId": backtest.strategy_id,
-            "template": backtest.template,
-            "parameters": backtest.parameters,
-            "symbol": config.symbol,
-            "timeframe": config.timeframe,
-            "startDate": config.start_date.isoformat(),
-            "endDate": config.end_date.isoformat(),
-            "config": backtest.config,
-            **computed,
-        }
-        await self._store(backtest.id, job_id, body)
-        await set_progress(self._db, job_id, 0.95)
-        metrics = computed["metrics"]
-        await append_log(
-            self._db,
-            job_id,
-            f"{config.symbol} {backtest.template}: {len(bars)} bars, {metrics['tradeCount']} trades, "
-            f"return {metrics['returnRate']:.4%}",
+
+def _checked(backtest: Backtest | None) -> tuple[Backtest, BacktestConfig]:
+    if backtest is None:
+        raise activity_error("BACKTEST_NOT_FOUND", "the backtest was deleted", retryable=False)
+    try:
+        return backtest, BacktestConfig.model_validate(backtest.config)
+    except ValidationError as error:
+        raise activity_error("BACKTEST_INVALID_CONFIG", str(error), retryable=False) from None
+
+
+def _check_bar_count(backtest: Backtest, config: BacktestConfig, bars: int) -> None:
+    needed = backtests.minimum_bars(backtest.template, backtest.parameters)
+    if bars < needed:
+        raise activity_error(
+            "BACKTEST_INSUFFICIENT_DATA",
+            f"{bars} {config.timeframe} bars of {config.symbol} in range; {backtest.template} needs {needed}",
+            retryable=False,
         )
-        return {"backtestId": backtest.id, "metrics": metrics}
+    if bars > backtests.MAX_BARS:
+        raise activity_error(
+            "BACKTEST_INVALID_CONFIG",
+            f"{bars} bars in range, at most {backtests.MAX_BARS}: shorten the range or use a longer timeframe",
+            retryable=False,
+        )
 
-    async def _backtest(self, job_id: str) -> tuple[Backtest, BacktestConfig]:
-        async with self._db.session() as session:
-            job = await session.get(Job, job_id)
-            backtest = await session.get(Backtest, job.payload["backtestId"])
-        if backtest is None:
-            raise activity_error("BACKTEST_NOT_FOUND", "the backtest was deleted", retryable=False)
-        try:
-            return backtest, BacktestConfig.model_validate(backtest.config)
-        except ValidationError as error:
-            raise activity_error("BACKTEST_INVALID_CONFIG", str(error), retryable=False) from None
 
-    async def _store(self, backtest_id: str, job_id: str, body: dict[str, Any]) -> None:
-        async with self._db.session() as session:
-            job = await session.get(Job, job_id, with_for_update=True)
-            backtest = await session.get(Backtest, backtest_id, with_for_update=True)
-            # Only the backtest's current run, still running: not one cancelled meanwhile or superseded by a retry.
-            if backtest is not None and backtest.job_id == job_id and job.status == job_states.RUNNING:
-                backtest.result, backtest.metrics = body, body["metrics"]
+def _body(backtest: Backtest, config: BacktestConfig, computed: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "taskId": backtest.id,
+        "strategyId": backtest.strategy_id,
+        "template": backtest.template,
+        "parameters": backtest.parameters,
+        "symbol": config.symbol,
+        "timeframe": config.timeframe,
+        "startDate": config.start_date.isoformat(),
+        "endDate": config.end_date.isoformat(),
+        "config": backtest.config,
+        **computed,
+    }
+
+
+def _summary(config: BacktestConfig, backtest: Backtest, bar_count: int, metrics: dict[str, Any]) -> str:
+    return (
+        f"{config.symbol} {backtest.template}: {bar_count} bars, {metrics['tradeCount']} trades, "
+        f"return {metrics['returnRate']:.4%}"
+    )

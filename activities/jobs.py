@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
@@ -18,7 +19,22 @@ from db.engine import Database, serialize
 from db.models import Job, JobLogLine
 from domain import jobs as lifecycle
 from workflows import dispatch
-from workflows.job import FINISH_ACTIVITY, RECONCILE_ACTIVITY, START_ACTIVITY, JobOutcome
+from workflows.job import (
+    CLAIM_ACTIVITY,
+    CLAIMED,
+    FINISH_ACTIVITY,
+    FINISH_AND_HAND_OVER_ACTIVITY,
+    NOT_RUNNABLE,
+    RECONCILE_ACTIVITY,
+    SLOT_FREED_SIGNAL,
+    START_ACTIVITY,
+    WAITING,
+    Claim,
+    ClaimInput,
+    FinishInput,
+    JobBookkeeping,
+    JobOutcome,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +59,87 @@ async def set_progress(db: Database, job_id: str, fraction: float) -> None:
             job.progress = max(0.0, min(1.0, fraction))
 
 
+async def claim_slot(session: AsyncSession, job_id: str, workflow_id: str, run_id: str) -> tuple[Job | None, str]:
+    """queued → running in one of the user's slots for the job's task type (CLAIMED), or the job stays queued
+    saying why (WAITING), or it is not this run's to start (NOT_RUNNABLE). Jobs of one user and task type
+    count their running peers one at a time, under a lock, or two could both see a free slot."""
+    job = await session.get(Job, job_id, with_for_update=True)
+    if job is not None and job.status == lifecycle.RUNNING and job.run_id == run_id:
+        return job, CLAIMED  # a retried attempt of the run that claimed it
+    if job is None or job.status != lifecycle.QUEUED:
+        return job, NOT_RUNNABLE
+    await serialize(session, slot_key(job))
+    await session.refresh(job)  # SQLite read it before the lock: read it again under it
+    if job.status != lifecycle.QUEUED:
+        return job, NOT_RUNNABLE
+    running = await _running(session, job)
+    if running >= lifecycle.REGISTRY[job.task_type].tier.concurrency_limit:
+        job.error_code, job.error_message = "CONCURRENCY_LIMIT_EXCEEDED", f"waiting: {running} running"
+        return job, WAITING
+    job.status, job.started_at, job.progress = lifecycle.RUNNING, utcnow(), 0.0
+    job.error_code = job.error_message = None
+    job.executor_name, job.dispatch_id, job.run_id = "temporal", workflow_id, run_id
+    session.add(JobLogLine(job_id=job_id, message=f"started (attempt {job.attempt}, run {run_id})"))
+    return job, CLAIMED
+
+
+async def record_outcome(
+    session: AsyncSession, job: Job | None, outcome: JobOutcome, result: dict[str, Any] | None, lines: list[str]
+) -> list[str]:
+    """The job's final status, result and log lines, in the caller's transaction; the workflow ids of the
+    waiting jobs that the slot it frees (with any other free one) should wake."""
+    if job is None or not lifecycle.can_transition(job.status, outcome.status):
+        return []
+    await serialize(session, slot_key(job))  # counted with the claims, so that no waiting job is missed
+    was_running = job.status == lifecycle.RUNNING
+    _close(job, outcome.status, outcome.error_code, outcome.error_message)
+    job.result = result
+    if outcome.status == lifecycle.SUCCEEDED:
+        job.progress = 1.0
+    detail = f": {outcome.error_code} {outcome.error_message}" if outcome.error_code else ""
+    session.add_all(JobLogLine(job_id=job.id, message=line) for line in lines)
+    session.add(JobLogLine(job_id=job.id, message=f"{outcome.status}{detail}", level=_level(outcome.status)))
+    return await _waiting(session, job) if was_running else []
+
+
+def slot_key(job: Job) -> str:
+    return f"job-slot:{job.user_id}:{job.task_type}"
+
+
+async def _running(session: AsyncSession, job: Job) -> int:
+    return await session.scalar(
+        select(func.count())
+        .select_from(Job)
+        .where(Job.user_id == job.user_id, Job.task_type == job.task_type, Job.status == lifecycle.RUNNING)
+    )
+
+
+async def _waiting(session: AsyncSession, job: Job) -> list[str]:
+    """The oldest jobs that found no free slot, as many as slots are free once ``job`` has stopped running."""
+    await session.flush()
+    free = lifecycle.REGISTRY[job.task_type].tier.concurrency_limit - await _running(session, job)
+    if free <= 0:
+        return []
+    rows = await session.scalars(
+        select(Job.dispatch_id)
+        .where(
+            Job.user_id == job.user_id,
+            Job.task_type == job.task_type,
+            Job.status == lifecycle.QUEUED,
+            Job.error_code == "CONCURRENCY_LIMIT_EXCEEDED",
+            Job.dispatch_id.is_not(None),
+        )
+        .order_by(Job.created_at, Job.id)
+        .limit(free)
+    )
+    return list(rows)
+
+
 # A queued job younger than this may still be having its workflow started by the process that wrote it.
 LOST_START_GRACE = timedelta(seconds=10)
 
 
-class JobActivities:
+class JobActivities(JobBookkeeping):
     def __init__(self, db: Database, temporal: Client, settings: Settings) -> None:
         self._db = db
         self._temporal = temporal
@@ -55,51 +147,46 @@ class JobActivities:
 
     @activity.defn(name=START_ACTIVITY)
     async def start_job(self, job_id: str, workflow_id: str, run_id: str) -> bool:
-        """queued → running, unless the user's concurrency limit for the task type is reached (then retry)."""
+        """queued → running, unless the user's concurrency limit for the task type is reached (then retry).
+        The step of ``JobWorkflow`` and ``BacktestWorkflow`` runs; newer runs wait for a signal instead."""
         async with self._db.session() as session:
-            job = await session.get(Job, job_id, with_for_update=True)
-            if job is None or job.status != lifecycle.QUEUED:
-                return False
-            # Jobs of one user and task type count their running peers one at a time, or two could both
-            # see a free slot.
-            await serialize(session, f"job-slot:{job.user_id}:{job.task_type}")
-            await session.refresh(job)  # SQLite read it before the lock: read it again under it
-            if job.status != lifecycle.QUEUED:
-                return False
-            limit = lifecycle.REGISTRY[job.task_type].tier.concurrency_limit
-            running = await session.scalar(
-                select(func.count())
-                .select_from(Job)
-                .where(Job.user_id == job.user_id, Job.task_type == job.task_type, Job.status == lifecycle.RUNNING)
-            )
-            if running >= limit:  # stays queued, saying why (committed before the refusal below)
-                job.error_code, job.error_message = "CONCURRENCY_LIMIT_EXCEEDED", f"waiting: {running} running"
-            else:
-                job.status, job.started_at, job.progress = lifecycle.RUNNING, utcnow(), 0.0
-                job.error_code = job.error_message = None
-                job.executor_name, job.dispatch_id, job.run_id = "temporal", workflow_id, run_id
-                session.add(JobLogLine(job_id=job_id, message=f"started (attempt {job.attempt}, run {run_id})"))
-        if job.status == lifecycle.QUEUED:
+            job, state = await claim_slot(session, job_id, workflow_id, run_id)
+        if state == WAITING:
             # Benign: waiting for a slot is expected, so the retries are logged at debug level, not as failures.
             raise ApplicationError(
-                f"{running} {job.task_type} jobs running",
-                type="CONCURRENCY_LIMIT_EXCEEDED",
-                category=ApplicationErrorCategory.BENIGN,
+                job.error_message, type="CONCURRENCY_LIMIT_EXCEEDED", category=ApplicationErrorCategory.BENIGN
             )
-        return True
+        return state == CLAIMED
+
+    @activity.defn(name=CLAIM_ACTIVITY)
+    async def claim_slot(self, claim: ClaimInput) -> Claim:
+        async with self._db.session() as session:
+            _, state = await claim_slot(session, claim.job_id, claim.workflow_id, claim.run_id)
+        return Claim(state)
+
+    @activity.defn(name=FINISH_AND_HAND_OVER_ACTIVITY)
+    async def finish(self, finish: FinishInput) -> None:
+        async with self._db.session() as session:
+            job = await session.get(Job, finish.job_id, with_for_update=True)
+            waiting = await record_outcome(session, job, finish.outcome, finish.result, finish.log_lines)
+        await self.hand_over(waiting)
+
+    async def hand_over(self, waiting: list[str]) -> None:
+        """Wake the jobs that can take the freed slots. A signal that fails is covered by the waiting job's
+        own timer, so it never fails the job that finished."""
+        for workflow_id in waiting:
+            try:
+                await self._temporal.get_workflow_handle(workflow_id).signal(SLOT_FREED_SIGNAL)
+            except RPCError as error:
+                log.info("could not wake job workflow %s: %s", workflow_id, error.message)
 
     @activity.defn(name=FINISH_ACTIVITY)
     async def finish_job(self, job_id: str, outcome: JobOutcome, result: dict[str, Any] | None) -> None:
+        """The last step of ``JobWorkflow`` and ``BacktestWorkflow`` runs."""
         async with self._db.session() as session:
             job = await session.get(Job, job_id, with_for_update=True)
-            if job is None or not lifecycle.can_transition(job.status, outcome.status):
-                return
-            _close(job, outcome.status, outcome.error_code, outcome.error_message)
-            job.result = result
-            if outcome.status == lifecycle.SUCCEEDED:
-                job.progress = 1.0
-            detail = f": {outcome.error_code} {outcome.error_message}" if outcome.error_code else ""
-            session.add(JobLogLine(job_id=job_id, message=f"{outcome.status}{detail}", level=_level(outcome.status)))
+            waiting = await record_outcome(session, job, outcome, result, [])
+        await self.hand_over(waiting)
 
     @activity.defn(name=RECONCILE_ACTIVITY)
     async def reconcile_jobs(self) -> int:

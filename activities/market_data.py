@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,6 +22,7 @@ from core.errors import AppError
 from core.settings import Settings
 from db.engine import Database
 from db.models import Job, MarketBar, MarketSyncCoverage
+from domain.backtest import BarArrays
 from domain.indicators import calculate
 from domain.market import (
     MAX_BARS,
@@ -35,6 +36,7 @@ from domain.market import (
 from integrations.market_data import MarketDataProvider
 
 INSERT_CHUNK = 1000
+READ_PAGE = 20_000  # bars per query when reading a range for the engine: a heartbeat between pages
 SETTLE_TIME = timedelta(days=1)
 
 
@@ -134,29 +136,47 @@ class MarketDataActivities:
                 raise activity_error("MARKET_RANGE_TOO_LARGE", too_large[0], retryable=False) from None
             raise activity_error("INVALID_ARGUMENT", str(error), retryable=False) from None
 
-    async def sync_symbol(self, job_id: str, symbol: str, request: SyncRequest) -> dict[str, Any]:
-        """Fetch and store what the store lacks of one symbol's range; an item of the sync summary."""
+    async def sync_symbol(
+        self,
+        job_id: str,
+        symbol: str,
+        request: SyncRequest,
+        *,
+        lines: list[str] | None = None,
+        on_progress: Callable[[str], None] | None = None,
+    ) -> dict[str, Any]:
+        """Fetch and store what the store lacks of one symbol's range; an item of the sync summary.
+
+        Its log line goes to ``lines`` when given (the caller writes it with its own transaction), else to
+        the job's log at once. ``on_progress`` hears of each fetch and each stored chunk as it happens."""
         started = time.perf_counter()
         try:
             before, gaps = await self._missing_ranges(symbol, request)
-            frames = [await asyncio.to_thread(self._provider.bars, symbol, request.timeframe, a, b) for a, b in gaps]
+            frames = []
+            for a, b in gaps:
+                if on_progress:
+                    on_progress(f"fetching {symbol} {a:%Y-%m-%d}..{b:%Y-%m-%d}")
+                frames.append(await asyncio.to_thread(self._provider.bars, symbol, request.timeframe, a, b))
             fetched = sum(len(f) for f in frames)
+            stored = 0
             if gaps:
-                await self._store(symbol, request.timeframe, frames, gaps)
-            # Counted, not taken from the driver: rowcounts of multi-row inserts differ between databases.
-            stored = await self._count(symbol, request) - before
+                await self._store(symbol, request.timeframe, frames, gaps, on_progress)
+                # Counted, not taken from the driver: rowcounts of multi-row inserts differ between databases.
+                stored = await self._count(symbol, request) - before
         except AppError as error:
             await append_log(self._db, job_id, f"{symbol}: {error.code} {error.message}", level="error")
             retryable = bool(getattr(error, "retryable", False))
             return {"symbol": symbol, "status": "error", "errorCode": error.code, "retryable": retryable}
         elapsed_ms = round((time.perf_counter() - started) * 1000)
         ranges = ", ".join(f"{a:%Y-%m-%d}..{b:%Y-%m-%d}" for a, b in gaps) or "nothing missing"
-        await append_log(
-            self._db,
-            job_id,
+        line = (
             f"{symbol}: fetched {fetched} {request.timeframe} bars from {self._provider.source} ({ranges}) "
-            f"in {elapsed_ms} ms, stored {stored}, {before + stored} in range",
+            f"in {elapsed_ms} ms, stored {stored}, {before + stored} in range"
         )
+        if lines is None:
+            await append_log(self._db, job_id, line)
+        else:
+            lines.append(line)
         return {
             "symbol": symbol,
             "status": "ok",
@@ -164,6 +184,38 @@ class MarketDataActivities:
             "fetchedCount": fetched,
             "storedCount": stored,
         }
+
+    async def stored_arrays(
+        self, symbol: str, timeframe: str, request: SyncRequest, on_progress: Callable[[int], None]
+    ) -> BarArrays:
+        """The stored bars of one symbol in the request's range, in time order, as the engine's arrays: read
+        in pages, each one reported to ``on_progress`` (bars read so far)."""
+        pages: list[list[Any]] = []
+        after: datetime | None = None  # the last timestamp read: the next page starts after it
+        read = 0
+        while True:
+            since = MarketBar.timestamp >= request.start if after is None else MarketBar.timestamp > after
+            async with self._db.session() as session:
+                rows = (
+                    await session.execute(
+                        select(MarketBar.timestamp, MarketBar.open, MarketBar.close)
+                        .where(
+                            MarketBar.symbol == symbol,
+                            MarketBar.timeframe == timeframe,
+                            MarketBar.source == self._provider.source,
+                            since,
+                            MarketBar.timestamp <= request.end,
+                        )
+                        .order_by(MarketBar.timestamp)
+                        .limit(READ_PAGE)
+                    )
+                ).all()
+            pages.append(rows)
+            read += len(rows)
+            on_progress(read)
+            if len(rows) < READ_PAGE:
+                return _arrays([row for page in pages for row in page])
+            after = _aware(rows[-1][0])
 
     async def _missing_ranges(self, symbol: str, request: SyncRequest) -> tuple[int, list[Span]]:
         """Rows already stored in the range, and the parts of the range never fetched (holes included).
@@ -189,7 +241,14 @@ class MarketDataActivities:
             )
         return count or 0
 
-    async def _store(self, symbol: str, timeframe: str, frames: list[pd.DataFrame], fetched: list[Span]) -> None:
+    async def _store(
+        self,
+        symbol: str,
+        timeframe: str,
+        frames: list[pd.DataFrame],
+        fetched: list[Span],
+        on_progress: Callable[[str], None] | None = None,
+    ) -> None:
         """Bars and the coverage they prove, in one transaction: a killed worker leaves neither half."""
         rows = [
             {**record, "symbol": symbol, "timeframe": timeframe, "source": self._provider.source}
@@ -202,6 +261,8 @@ class MarketDataActivities:
                 chunk = rows[offset : offset + INSERT_CHUNK]
                 # The key (symbol, timeframe, timestamp, source) makes a repeated or resumed sync harmless.
                 await session.execute(insert(MarketBar).values(chunk).on_conflict_do_nothing())
+                if on_progress:
+                    on_progress(f"storing {symbol}: {offset + len(chunk)} of {len(rows)} bars")
             await self._cover(session, symbol, timeframe, fetched)
 
     async def _cover(self, session, symbol: str, timeframe: str, fetched: list[Span]) -> None:
@@ -272,6 +333,15 @@ async def heartbeating(details: Any) -> AsyncIterator[None]:
         yield
     finally:
         task.cancel()
+
+
+def _arrays(rows: list[Any]) -> BarArrays:
+    """Rows of (timestamp, open, close) as the engine's arrays; SQLite gives naive UTC times, PostgreSQL
+    aware ones."""
+    stamps = pd.to_datetime([row[0] for row in rows], utc=True).tz_convert(None).to_numpy("datetime64[ns]")
+    open_ = np.fromiter((row[1] for row in rows), dtype=float, count=len(rows))
+    close = np.fromiter((row[2] for row in rows), dtype=float, count=len(rows))
+    return BarArrays(stamps, open_, close)
 
 
 def _coverage_of(symbol: str, timeframe: str, source: str):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from functools import lru_cache
 from pathlib import Path
@@ -33,8 +34,8 @@ class Settings(BaseSettings):
     temporal_ui_url: str = "http://127.0.0.1:8233"
     task_queue: str = "quantpoly-default"
     worker_max_concurrent_activities: int = Field(default=20, ge=1)
-    # Threads a worker gives to backtest engines, so that CPU-bound runs never starve its event loop.
-    worker_engine_threads: int = Field(default=2, ge=1, le=64)
+    # Processes a worker gives to CPU-bound work (backtest engines), so that it never starves its event loop.
+    worker_processes: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=256)
 
     # HTTP API
     api_host: str = "127.0.0.1"

@@ -3,6 +3,7 @@ from bars, a template's signals, the engine and the metrics."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 
@@ -134,18 +135,40 @@ def minimum_bars(template: str, parameters: dict[str, Any]) -> int:
     return signals.warmup(template, parameters) + 2
 
 
+@dataclass(frozen=True)
+class BarArrays:
+    """Bars as the engine reads them, in time order: plain arrays, cheap to send to another process."""
+
+    timestamps: np.ndarray  # datetime64[ns], UTC
+    open: np.ndarray  # float64
+    close: np.ndarray  # float64
+
+    @classmethod
+    def of(cls, bars: pd.DataFrame) -> BarArrays:
+        """From a frame with timestamp, open and close columns (timestamps naive UTC or aware)."""
+        stamps = pd.to_datetime(bars["timestamp"], utc=True).dt.tz_convert(None).to_numpy("datetime64[ns]")
+        return cls(stamps, bars["open"].to_numpy(float), bars["close"].to_numpy(float))
+
+    def __len__(self) -> int:
+        return len(self.close)
+
+
 def run(bars: pd.DataFrame, template: str, parameters: dict[str, Any], config: BacktestConfig) -> dict[str, Any]:
     """The result body's computed part: equity curve, per-bar returns, trades with reasons, metrics.
 
     ``bars`` has timestamp, open and close columns in time order.
     """
+    return run_arrays(BarArrays.of(bars), template, parameters, config)
+
+
+def run_arrays(bars: BarArrays, template: str, parameters: dict[str, Any], config: BacktestConfig) -> dict[str, Any]:
+    """``run`` over arrays: a top-level function of picklable arguments, so a process pool can run it."""
     needed = minimum_bars(template, parameters)
     if len(bars) < needed:
         raise InsufficientData(f"{len(bars)} bars in range; {template} with these parameters needs {needed}")
-    open_, close = bars["open"].to_numpy(float), bars["close"].to_numpy(float)
-    rule = signals.signals(template, close, parameters)
-    outcome = engine.run(open_, close, rule.entries, rule.exits, config.execution())
-    stamps = _iso_stamps(bars["timestamp"])
+    rule = signals.signals(template, bars.close, parameters)
+    outcome = engine.run(bars.open, bars.close, rule.entries, rule.exits, config.execution())
+    stamps = _iso_stamps(bars.timestamps)
     equity = outcome.equity
     summary = metrics.summary(equity, [t.pnl for t in outcome.trades], outcome.position > 0, config.periods_per_year)
     summary.update(finalEquity=float(equity[-1]), initialCapital=config.initial_capital, barCount=len(bars))
@@ -189,9 +212,10 @@ def _trade_rows(trades: list[engine.Trade], rule: signals.Signals, symbol: str, 
     return rows
 
 
-def _iso_stamps(timestamps: pd.Series) -> list[str]:
-    """ISO-8601 in UTC; stored timestamps come back naive from SQLite and aware from PostgreSQL."""
-    return pd.to_datetime(timestamps, utc=True).dt.strftime("%Y-%m-%dT%H:%M:%S+00:00").tolist()
+def _iso_stamps(timestamps: np.ndarray) -> list[str]:
+    """ISO-8601 in UTC, to the second, of datetime64 UTC times."""
+    seconds = np.datetime_as_string(timestamps.astype("datetime64[s]"), unit="s")
+    return np.char.add(seconds, "+00:00").tolist()
 
 
 def _finite(value: Any) -> Any:

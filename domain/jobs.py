@@ -89,7 +89,7 @@ REGISTRY: dict[str, TaskType] = {
             BATCH,
             "Fetch missing bars for symbols into the bar store.",
             payload=SyncRequest,
-            workflow="JobWorkflow",
+            workflow="JobWorkflowV2",
             id_prefix="job",
         ),
         TaskType(
@@ -97,7 +97,7 @@ REGISTRY: dict[str, TaskType] = {
             BATCH,
             "Compute technical indicators over stored bars.",
             payload=IndicatorsRequest,
-            workflow="JobWorkflow",
+            workflow="JobWorkflowV2",
             id_prefix="job",
         ),
         TaskType(
@@ -105,7 +105,7 @@ REGISTRY: dict[str, TaskType] = {
             INTERACTIVE,
             "Backtest a strategy over stored bars, syncing what is missing.",
             payload=BacktestRunPayload,
-            workflow="BacktestWorkflow",
+            workflow="BacktestWorkflowV2",
             id_prefix="backtest",
             id_field="backtestId",
             started_by=RECORD_ROUTE,

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
+from temporalio.api.enums.v1 import PendingActivityState
 
 from db.engine import Database
 from db.models import MarketBar
@@ -118,19 +119,28 @@ async def completed_result(stack, headers, backtest_id) -> dict:
     return (await stack.http.get(f"/backtests/{backtest_id}/result", headers=headers)).json()["data"]
 
 
-# A worker whose step waits 4 s at the start of one store call (heartbeats go on), so that a kill lands inside
-# that step: sync_symbol opens the bar-loading step, stored_bars the engine step.
+# A worker whose step waits 4 s at the start of one store call, so that a kill lands inside that step:
+# sync_symbol opens the claim-and-load step, stored_arrays the compute-and-finish step.
 SLOW_WORKER = """
 import asyncio, worker
 from activities.market_data import MarketDataActivities
 original = MarketDataActivities.{method}
-async def slow(self, *args):
+async def slow(self, *args, **kwargs):
     await asyncio.sleep(4)
-    return await original(self, *args)
+    return await original(self, *args, **kwargs)
 MarketDataActivities.{method} = slow
 worker.main()
 """
-SLOWED = {"backtest_load_bars": ("sync_symbol", 0.0), "backtest_run": ("stored_bars", 0.4)}
+SLOWED = {"backtest_claim_and_load": "sync_symbol", "backtest_compute_and_finish": "stored_arrays"}
+
+
+async def running_activity(stack, workflow_id: str) -> str | None:
+    """The name of the workflow's activity that a worker is running now, if any."""
+    description = await stack.temporal.get_workflow_handle(workflow_id).describe()
+    for pending in description.raw_description.pending_activities:
+        if pending.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED:
+            return pending.activity_type.name
+    return None
 
 
 def activity_attempts(history, name: str) -> list[int]:
@@ -148,7 +158,7 @@ def activity_attempts(history, name: str) -> list[int]:
     ]
 
 
-@pytest.mark.parametrize("step", ["backtest_load_bars", "backtest_run"])
+@pytest.mark.parametrize("step", list(SLOWED))
 async def test_killed_worker_mid_backtest_gives_the_uninterrupted_result(idle_stack, step):
     """Killed while syncing bars, or while in the engine step: the next worker finishes the backtest, running
     again only the step that was cut, and the result equals an uninterrupted run's."""
@@ -167,12 +177,10 @@ async def test_killed_worker_mid_backtest_gives_the_uninterrupted_result(idle_st
         return answer.json()["data"]["backtestTask"]["id"]
 
     interrupted = await submit()
-    method, progress_before = SLOWED[step]
-    first, second = start_worker(stack, SLOW_WORKER.format(method=method)), None
+    first, second = start_worker(stack, SLOW_WORKER.format(method=SLOWED[step])), None
     try:
-        for _ in range(3000):  # until the step has begun (the progress of the steps before it is recorded)
-            state = await backtest_state(stack, headers, interrupted)
-            if state["status"] == "running" and state["progress"] >= progress_before:
+        for _ in range(3000):  # until the step runs on the first worker
+            if await running_activity(stack, f"backtest-{interrupted}") == step:
                 break
             await asyncio.sleep(0.01)
         await asyncio.sleep(1)  # inside the slowed call
@@ -187,7 +195,7 @@ async def test_killed_worker_mid_backtest_gives_the_uninterrupted_result(idle_st
         uninterrupted = await completed_result(stack, headers, await submit())
     finally:
         await stop_workers(stack, first, second)
-    other = "backtest_run" if step == "backtest_load_bars" else "backtest_load_bars"
+    (other,) = set(SLOWED) - {step}
     assert activity_attempts(history, step) == [2] and activity_attempts(history, other) == [1]
     assert resumed["metrics"]["barCount"] > 10_000
     for key in ("equityCurve", "dailyReturns", "trades", "metrics"):

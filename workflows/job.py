@@ -8,11 +8,12 @@ A separate reconciler, run by a Temporal Schedule, repairs jobs whose workflow w
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from temporalio import workflow
+from temporalio import activity, workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.exceptions import TimeoutError as TemporalTimeout
@@ -56,7 +57,7 @@ _BOOKKEEPING = {
 }
 
 
-def _failure(error: ActivityError) -> JobOutcome:
+def failure(error: ActivityError) -> JobOutcome:
     cause = error.cause
     if isinstance(cause, ApplicationError) and cause.type and cause.type.isupper():
         return JobOutcome("failed", cause.type, cause.message)  # a failure our activities named
@@ -90,7 +91,7 @@ class JobSteps:
                 )
             outcome = JobOutcome("succeeded")
         except ActivityError as error:
-            outcome = _failure(error)
+            outcome = failure(error)
         except asyncio.CancelledError:
             # Whether queued or running, a cancel request ends the job as cancelled.
             await self._finish(params.job_id, JobOutcome("cancelled", "JOB_CANCELLED", "cancelled on request"), None)
@@ -132,3 +133,147 @@ class JobReconcilerWorkflow:
     @workflow.run
     async def run(self) -> int:
         return await workflow.execute_activity(RECONCILE_ACTIVITY, result_type=int, **_BOOKKEEPING)
+
+
+# --- the job path since per-user slots are handed over by signal ----------------------------------------
+#
+# New workflow types rather than `workflow.patched` branches in the classes above: the flow differs in its
+# activities, their inputs, and a signal handler, so a patched class would carry both flows in every method
+# for as long as any old run could exist. The classes above stay registered, unchanged, for runs started
+# before this flow existed; the registry starts every new job on the types below.
+
+SLOT_FREED_SIGNAL = "slot_freed"
+CLAIM_ACTIVITY = "job_claim_slot"
+FINISH_AND_HAND_OVER_ACTIVITY = "job_finish_and_hand_over"
+CLAIMED, WAITING, NOT_RUNNABLE = "claimed", "waiting", "not_runnable"
+# A job that found no free slot waits for the signal of the job that frees one; the timer, doubling up to
+# its cap, only covers a signal that never came (a worker killed between its commit and its signal, a job
+# whose workflow was ended from outside).
+FIRST_SLOT_WAIT = timedelta(seconds=1)
+LONGEST_SLOT_WAIT = timedelta(seconds=30)
+
+
+@dataclass
+class ClaimInput:
+    job_id: str
+    workflow_id: str
+    run_id: str
+
+
+@dataclass
+class Claim:
+    state: str  # CLAIMED, WAITING or NOT_RUNNABLE
+    log_lines: list[str] = field(default_factory=list)  # written with the job's last transaction
+
+
+@dataclass
+class TaskInput:
+    job_id: str
+
+
+@dataclass
+class FinishInput:
+    job_id: str
+    outcome: JobOutcome
+    result: dict[str, Any] | None = None
+    log_lines: list[str] = field(default_factory=list)
+
+
+def task_options(params: JobInput) -> dict[str, Any]:
+    """Options of a job's long activity: the tier's timeout and retries, plus attempts for lost workers."""
+    return {
+        "start_to_close_timeout": timedelta(seconds=params.timeout_seconds),
+        "heartbeat_timeout": timedelta(seconds=params.heartbeat_timeout_seconds),
+        # Task failures that retrying cannot fix are raised non-retryable by the activities.
+        "retry_policy": RetryPolicy(
+            maximum_attempts=params.max_retries + 1 + WORKER_LOSS_ATTEMPTS,
+            non_retryable_error_types=NON_RETRYABLE,
+        ),
+    }
+
+
+CANCELLED_ON_REQUEST = JobOutcome("cancelled", "JOB_CANCELLED", "cancelled on request")
+NOT_QUEUED = JobOutcome("cancelled", "JOB_NOT_RUNNABLE", "the job was no longer queued")
+
+
+class SlotHolder:
+    """A job that runs only in one of its user's concurrency slots for its task type: it claims one, or waits
+    for the ``slot_freed`` signal, which the job that frees a slot sends after its last transaction."""
+
+    def __init__(self) -> None:
+        self._slot_freed = False
+
+    @workflow.signal(name=SLOT_FREED_SIGNAL)
+    def slot_freed(self) -> None:
+        self._slot_freed = True
+
+    async def _claimed(self, attempt: Callable[[], Awaitable[Claim]]) -> Claim:
+        """``attempt`` until it claims a slot or finds the job not runnable."""
+        wait = FIRST_SLOT_WAIT
+        while True:
+            self._slot_freed = False  # before the attempt: a signal sent while it runs is not lost
+            claim = await attempt()
+            if claim.state != WAITING:
+                return claim
+            try:
+                await workflow.wait_condition(lambda: self._slot_freed, timeout=wait)
+            except TimeoutError:
+                wait = min(wait * 2, LONGEST_SLOT_WAIT)
+
+    @staticmethod
+    async def _finish(params: JobInput, outcome: JobOutcome, lines: list[str]) -> JobOutcome:
+        """The job's last transaction, when its task did not make it (failed, cancelled)."""
+        finish = FinishInput(params.job_id, outcome, None, lines)
+        await workflow.execute_activity_method(JobBookkeeping.finish, finish, **_BOOKKEEPING)
+        return outcome
+
+
+class JobBookkeeping:
+    """The bookkeeping activities job workflows call, implemented by ``activities.jobs.JobActivities``:
+    declared here so that workflows call them typed without importing what the implementation imports."""
+
+    @activity.defn(name=CLAIM_ACTIVITY)
+    async def claim_slot(self, claim: ClaimInput) -> Claim:
+        """queued → running if one of the user's slots for the task type is free; else the job waits."""
+        raise NotImplementedError
+
+    @activity.defn(name=FINISH_AND_HAND_OVER_ACTIVITY)
+    async def finish(self, finish: FinishInput) -> None:
+        """The job's final status, result and log lines; its slot is handed to a waiting job."""
+        raise NotImplementedError
+
+
+_CLAIMING = {
+    "start_to_close_timeout": timedelta(seconds=30),
+    "retry_policy": RetryPolicy(maximum_interval=timedelta(seconds=5)),
+}
+
+
+@workflow.defn
+class JobWorkflowV2(SlotHolder):
+    """A job whose task is the one activity registered under its task type's name, run in one of the user's
+    slots: claim, task, then the last transaction, which hands the slot to the next waiting job."""
+
+    @workflow.run
+    async def run(self, params: JobInput) -> JobOutcome:
+        info = workflow.info()
+        claim = ClaimInput(params.job_id, info.workflow_id, info.run_id)
+        try:
+            claimed = await self._claimed(
+                lambda: workflow.execute_activity_method(JobBookkeeping.claim_slot, claim, **_CLAIMING)
+            )
+            if claimed.state == NOT_RUNNABLE:
+                return NOT_QUEUED
+            # The task activities predate typed inputs: they take the job id and read the rest from its row.
+            result = await workflow.execute_activity(
+                params.task_type, params.job_id, result_type=dict[str, Any], **task_options(params)
+            )
+        except ActivityError as error:
+            return await self._finish(params, failure(error), [])
+        except asyncio.CancelledError:
+            await self._finish(params, CANCELLED_ON_REQUEST, [])
+            raise
+        outcome = JobOutcome("succeeded")
+        finish = FinishInput(params.job_id, outcome, result, [])
+        await workflow.execute_activity_method(JobBookkeeping.finish, finish, **_BOOKKEEPING)
+        return outcome
