@@ -22,8 +22,8 @@ from core.temporal import SEARCH_ATTRIBUTES
 from db.base import Base
 from db.engine import sync_url
 from workflows.auth_token import AuthTokenWorkflow
-from workflows.backtest import BacktestWorkflow
-from workflows.job import JobWorkflow
+from workflows.backtest import BacktestWorkflow, BacktestWorkflowV2
+from workflows.job import JobWorkflow, JobWorkflowV2
 
 HISTORIES = Path(__file__).parent / "histories"
 
@@ -79,14 +79,17 @@ def test_redaction_applies_to_arguments_and_tracebacks():
 
 
 async def test_recorded_token_workflow_histories_replay():
-    """Histories of real runs (tokens consumed and expired, jobs and backtests succeeded and failed) must
-    replay: a change that would break workflows in flight fails here."""
+    """Histories of real runs (tokens consumed and expired, jobs and backtests succeeded and failed, and of the
+    V2 job types: completed, failed, cancelled, woken from a wait for a slot) must replay: a change that would
+    break workflows in flight fails here. The V2 histories are written by tests/test_job_path.py when run with
+    QUANTPOLY_RECORD_HISTORIES=1."""
     histories = [
         WorkflowHistory.from_json(path.stem, json.loads(path.read_text())) for path in sorted(HISTORIES.glob("*.json"))
     ]
-    assert len(histories) >= 6
+    assert len(histories) >= 11
     replayer = Replayer(
-        workflows=[AuthTokenWorkflow, JobWorkflow, BacktestWorkflow], data_converter=pydantic_data_converter
+        workflows=[AuthTokenWorkflow, JobWorkflow, BacktestWorkflow, JobWorkflowV2, BacktestWorkflowV2],
+        data_converter=pydantic_data_converter,
     )
     for history in histories:
         result = await replayer.replay_workflow(history, raise_on_replay_failure=False)

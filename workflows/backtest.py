@@ -11,7 +11,7 @@ import asyncio
 from dataclasses import dataclass, field
 
 from temporalio import activity, workflow
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, CancelledError
 
 from workflows.job import (
     CANCELLED_ON_REQUEST,
@@ -90,7 +90,10 @@ class BacktestWorkflowV2(SlotHolder):
             compute = ComputeInput(params.job_id, lines)
             return await workflow.execute_activity_method(BacktestSteps.compute_and_finish, compute, **options)
         except ActivityError as error:
-            return await self._finish(params, failure(error), lines)
+            if not isinstance(error.cause, CancelledError):
+                return await self._finish(params, failure(error), lines)
+            await self._finish(params, CANCELLED_ON_REQUEST, lines)  # the step was cancelled with the workflow
+            raise
         except asyncio.CancelledError:
             await self._finish(params, CANCELLED_ON_REQUEST, lines)
             raise

@@ -15,7 +15,7 @@ from typing import Any
 
 from temporalio import activity, workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 from temporalio.exceptions import TimeoutError as TemporalTimeout
 
 # Activity names, shared with activities/jobs.py.
@@ -269,7 +269,10 @@ class JobWorkflowV2(SlotHolder):
                 params.task_type, params.job_id, result_type=dict[str, Any], **task_options(params)
             )
         except ActivityError as error:
-            return await self._finish(params, failure(error), [])
+            if not isinstance(error.cause, CancelledError):
+                return await self._finish(params, failure(error), [])
+            await self._finish(params, CANCELLED_ON_REQUEST, [])  # the task was cancelled with the workflow
+            raise
         except asyncio.CancelledError:
             await self._finish(params, CANCELLED_ON_REQUEST, [])
             raise
