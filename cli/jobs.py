@@ -16,7 +16,7 @@ from domain import jobs as lifecycle
 from domain.schedules import ACTIVE, CRON, INTERVAL, STOPPED
 from services import accounts, jobs, schedules
 from services.platform import Platform
-from services.views import JobOut
+from services.schemas.jobs import JobOut
 
 POLL_SECONDS = 0.5
 

@@ -19,7 +19,7 @@ from domain import schedules as rules
 from services import jobs
 from services.platform import Platform
 from services.users import require_admin
-from services.views import Schema
+from services.schemas.base import Schema
 from workflows import scheduling
 from workflows.scheduled_job import ScheduledJob
 

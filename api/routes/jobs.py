@@ -10,10 +10,10 @@ from pydantic import Field
 from api.deps import AdminUser, CurrentUser, PageNumber, PageSize, PlatformDep
 from api.envelope import ok, page
 from api.routing import api_router
-from api.schemas import JobSubmitIn
 from domain import schedules as schedule_rules
 from services import jobs, schedules
-from services.views import JobOut, Schema
+from services.schemas.base import Schema
+from services.schemas.jobs import JobOut, JobSubmitIn
 
 router = api_router(prefix="/jobs", tags=["jobs"])
 
