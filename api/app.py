@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from temporalio.client import Client
 
-from api import deps, errors
+from api import errors
 from api.middleware import BodyLimitMiddleware, Metrics, RequestContextMiddleware
 from api.routes import admin, auth, backtests, jobs, market, market_stream, strategies, users
 from api.routes import platform as platform_routes
@@ -35,9 +35,7 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
         finally:
             await db.dispose()
 
-    app = FastAPI(
-        title="QuantPoly", version="0.1.0", lifespan=lifespan, dependencies=[Depends(deps.refuse_nul_characters)]
-    )
+    app = FastAPI(title="QuantPoly", version="0.1.0", lifespan=lifespan)
     app.state.metrics = Metrics()
     app.state.stream_hub = StreamHub()
     errors.install(app)

@@ -6,12 +6,8 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
-from fastapi.dependencies.utils import get_flat_params
-from fastapi.routing import APIRoute
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
-from starlette.requests import HTTPConnection
 
-from core.errors import AppError
 from core.logging import request_id_var
 from db.models import AuthSession, User
 from services import sessions
@@ -48,16 +44,6 @@ CookieDep = Annotated[str | None, Depends(cookie_scheme)]
 
 def session_token(bearer: HTTPAuthorizationCredentials | None, cookie: str | None) -> str | None:
     return bearer.credentials if bearer else cookie or None
-
-
-def refuse_nul_characters(request: HTTPConnection) -> None:
-    """PostgreSQL text cannot hold a NUL character: a path or query value of the route with one is a 422 before
-    any query sees it (unknown query parameters are ignored, as they are anyway)."""
-    route = request.scope.get("route")
-    declared = {param.alias for param in get_flat_params(route.dependant)} if isinstance(route, APIRoute) else set()
-    values = [*request.path_params.values(), *(v for k, v in request.query_params.multi_items() if k in declared)]
-    if any("\x00" in str(value) for value in values):
-        raise AppError("invalid request: text may not contain NUL characters", code="VALIDATION_ERROR", status=422)
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ HUGE_PAGE = "4611686018427387904"
         b'{"taskType": "market_data_sync", "payload": {"\\udfff": 1}, "idempotencyKey": "k1"}',
         b'{"taskType": "market_data_sync", "payload": {}, "idempotencyKey": "k1", "n": 1' + b"0" * 5000 + b"}",
         b'{"taskType": "\xff\xfe"}',
+        b'{"taskType": "market_data_sync", "payload": {"symbols": ["A\\u0000"]}, "idempotencyKey": "k1"}',
     ],
 )
 async def test_unstorable_json_is_refused_at_the_door(stack, body):
@@ -41,6 +42,17 @@ async def test_a_lone_surrogate_in_a_compare_request_is_a_422(stack):
     body = b'{"taskIds": ["\\ud800"]}'
     refused = error(await stack.http.post("/backtests/compare", content=body, headers={**headers, **JSON}), 422)
     assert refused["code"] == "VALIDATION_ERROR"
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/strategies?search=a%00b", "/jobs?taskType=%00", "/backtests?strategyId=%ED%A0%80%00", "/jobs/a%00b"],
+)
+async def test_nul_in_a_query_or_path_is_a_422_not_a_database_error(stack, path):
+    _, _, headers = await stack.new_account(PASSWORD)
+    assert error(await stack.http.get(path, headers=headers), 422)["code"] == "VALIDATION_ERROR"
+    stack.http.cookies.clear()  # signed out: not even the cookie the sign-in left
+    assert error(await stack.http.get(path), 401)["code"] == "MISSING_TOKEN"
 
 
 async def test_a_paired_surrogate_is_an_ordinary_character(stack):
