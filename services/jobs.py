@@ -17,6 +17,7 @@ from db.models import Job, JobLogLine, User
 from domain import jobs as lifecycle
 from domain import market as market_limits
 from services.platform import Platform
+from services.schemas.jobs import TaskTypeOut
 from services.users import require_admin
 from workflows import dispatch
 
@@ -230,18 +231,18 @@ async def transition(platform: Platform, user: User, job_id: str, to_status: str
     raise Conflict(f"a job becomes {to_status} by running; its workflow records it", code="INVALID_TRANSITION")
 
 
-def task_types() -> list[dict[str, Any]]:
+def task_types() -> list[TaskTypeOut]:
     return [
-        {
-            "taskType": t.name,
-            "description": t.description,
-            "slaTier": t.tier.name,
-            "priority": t.tier.priority,
-            "timeoutSeconds": t.tier.timeout_seconds,
-            "maxRetries": t.tier.max_retries,
-            "concurrencyLimit": t.tier.concurrency_limit,
-            "startedBy": t.started_by,
-        }
+        TaskTypeOut(
+            task_type=t.name,
+            description=t.description,
+            sla_tier=t.tier.name,
+            priority=t.tier.priority,
+            timeout_seconds=t.tier.timeout_seconds,
+            max_retries=t.tier.max_retries,
+            concurrency_limit=t.tier.concurrency_limit,
+            started_by=t.started_by,
+        )
         for t in lifecycle.REGISTRY.values()
     ]
 

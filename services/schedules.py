@@ -3,7 +3,7 @@ starts real jobs of the registry; the system schedule templates; and the runtime
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any
 
 from sqlalchemy import func, select
@@ -18,39 +18,19 @@ from domain import jobs as lifecycle
 from domain import schedules as rules
 from services import jobs
 from services.platform import Platform
+from services.schemas.jobs import (
+    ExecutionOut,
+    ExecutorOut,
+    PollerOut,
+    RecoveryOut,
+    RuntimeOut,
+    ScheduleOut,
+    SchedulerOut,
+    SystemTemplateOut,
+)
 from services.users import require_admin
-from services.schemas.base import Schema
 from workflows import scheduling
 from workflows.scheduled_job import ScheduledJob
-
-
-class ScheduleOut(Schema):
-    id: str
-    schedule_id: str  # the Temporal Schedule's id
-    namespace: str
-    task_type: str
-    schedule_type: str
-    expression: str
-    payload: dict[str, Any]
-    status: str
-    next_runs: list[datetime]
-    jobs_started: int
-    created_at: datetime
-    stopped_at: datetime | None
-
-
-class SystemTemplateOut(Schema):
-    template_id: str
-    schedule_id: str
-    task_type: str
-    schedule_type: str
-    expression: str
-    description: str
-    task_type_available: bool
-    exists: bool
-    paused: bool
-    next_runs: list[datetime]
-    recreated: bool = False
 
 
 def _template_view(state: scheduling.SystemScheduleState) -> SystemTemplateOut:
@@ -193,53 +173,6 @@ async def recover_system_templates(platform: Platform, admin: User) -> list[Syst
     require_admin(admin)
     states = await scheduling.ensure_system_schedules(platform.temporal, platform.settings.task_queue)
     return [_template_view(state) for state in states]
-
-
-class PollerOut(Schema):
-    identity: str
-    last_access_time: datetime | None
-    rate_per_second: float
-
-
-class ExecutorOut(Schema):
-    name: str
-    mode: str
-    temporal_address: str
-    namespace: str
-    task_queue: str
-    workflow_pollers: list[PollerOut]
-    activity_pollers: list[PollerOut]
-
-
-class SchedulerOut(Schema):
-    running: bool
-    user_schedules_total: int
-    user_schedules_active: int
-    system_schedules: list[SystemTemplateOut]
-
-
-class ExecutionOut(Schema):
-    dispatched: int
-    by_status: dict[str, int]
-    scheduled: int
-    last_dispatched_at: datetime | None
-    last_finished_at: datetime | None
-    last_error_code: str | None
-
-
-class RecoveryOut(Schema):
-    reconciler_schedule_id: str
-    reconcile_interval_seconds: int
-    reconciler_running: bool
-    last_reconciled_at: datetime | None
-    next_reconcile_at: datetime | None
-
-
-class RuntimeOut(Schema):
-    executor: ExecutorOut
-    scheduler: SchedulerOut
-    execution: ExecutionOut
-    recovery: RecoveryOut
 
 
 async def runtime(platform: Platform, admin: User) -> RuntimeOut:
