@@ -90,6 +90,7 @@ async def run(
             config,
             idempotency_key=idempotency_key or f"cli-{uuid.uuid4()}",
             display_name=display_name,
+            run_now=True,
         )
         if not wait:
             emit(_view(backtest, job))

@@ -76,7 +76,7 @@ async def demo(email: str) -> None:
         for template in rules.TEMPLATES:
             strategy = await _demo_strategy(platform, user, template)
             backtest, _, _ = await backtests.create(
-                platform, user, strategy.id, DEMO_CONFIG, display_name=f"Demo {template} on AAPL"
+                platform, user, strategy.id, DEMO_CONFIG, display_name=f"Demo {template} on AAPL", run_now=True
             )
             started.append(backtest.id)
         await _wait_all(platform, user, started)
