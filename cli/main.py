@@ -22,7 +22,8 @@ def cli(table: bool) -> None:
 
 @cli.command()
 def up() -> None:
-    """Migrate, then run the Temporal dev server, a worker and the API until Ctrl-C."""
+    """Migrate, then run the Temporal dev server, a worker and the API until Ctrl-C; a crashed one is restarted
+    with backoff while the others keep running."""
     configure_logging(get_settings().log_level)
     stack.run_stack()
 
