@@ -53,8 +53,8 @@ class AuthActivities:
         """
         async with self._db.session() as session:
             token = await session.get(AuthToken, token_id, with_for_update=True)
-            if token is None or token.state not in ("pending", "issued"):
-                return False
+            if token is None or token.state not in ("pending", "issued") or token.email is None:
+                return False  # only a refused token has lost its address
             if token.user_id is None and not await self._resolve_request(session, token):
                 return False
             secret = new_token()
@@ -76,6 +76,7 @@ class AuthActivities:
             outcome = "superseded"
         self._audit(session, token, outcome or "issued", user)
         if outcome is None:
+            assert user is not None  # request_refusal refuses a missing account
             # Older links of the account stop working (before this row joins the account, so it stays live).
             await session.execute(
                 update(AuthToken)
@@ -114,7 +115,7 @@ class AuthActivities:
                 event=REQUEST_EVENT[token.purpose],
                 outcome=outcome,
                 user_id=user.id if user else None,
-                email_digest=email_digest(token.email),
+                email_digest=email_digest(token.email) if token.email is not None else None,
                 client_address=token.client_address,
                 user_agent=token.user_agent,
                 request_id=token.request_id,

@@ -83,7 +83,7 @@ def error(
     message: str,
     *,
     details: Any = None,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> JSONResponse:
     payload: dict[str, Any] = {"code": code, "message": message, **(extra or {})}

@@ -23,8 +23,10 @@ def _view(backtest, job) -> dict:
     return backtests.view(backtest, job).model_dump(mode="json")
 
 
-def metrics_table(metrics: dict[str, Any]) -> str:
+def metrics_table(metrics: dict[str, Any] | None) -> str:
     """Metric label and value, one per line, formatted as the HTML report formats them."""
+    if not metrics:
+        return "no metrics"
     rows = [(metric_label(name), format_metric(name, value)) for name, value in metrics.items()]
     width = max(len(label) for label, _ in rows)
     return "\n".join(f"{label.ljust(width)}  {shown}" for label, shown in rows)

@@ -8,7 +8,7 @@ import json
 import sys
 from collections.abc import Callable, Coroutine
 from datetime import datetime
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 from pydantic import BaseModel
@@ -50,8 +50,8 @@ def emit(value: Any) -> None:
         click.echo(json.dumps(data, indent=2, ensure_ascii=False))
 
 
-def fail(code: str, message: str, retryable: bool | None = None) -> None:
-    error = {"code": code, "message": message}
+def fail(code: str, message: str, retryable: bool | None = None) -> NoReturn:
+    error: dict[str, str | bool] = {"code": code, "message": message}
     if retryable is not None:
         error["retryable"] = retryable
     click.echo(json.dumps({"error": error}), err=True)

@@ -13,7 +13,7 @@ import math
 import pathlib
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeGuard
 
 # Beyond this many points a polyline stops adding visual detail and only bloats the file.
 MAX_POINTS = 2000
@@ -71,7 +71,7 @@ def _e(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: Any) -> TypeGuard[float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 

@@ -130,6 +130,12 @@ class _Child:
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    def started(self) -> subprocess.Popen:
+        """The current process; only for a child that has been spawned."""
+        if self.process is None:
+            raise RuntimeError(f"{self.spec.name} has not been started")
+        return self.process
+
 
 def _default_report(line: str) -> None:
     click.echo(line, err=True)
@@ -189,7 +195,7 @@ class Supervisor:
 
     def pid_of(self, name: str) -> int | None:
         child = self._child_named(name)
-        return child.process.pid if child.running() else None
+        return child.started().pid if child.running() else None
 
     def _child_named(self, name: str) -> _Child:
         return next(child for child in self.children if child.spec.name == name)
@@ -206,7 +212,7 @@ class Supervisor:
         deadline = time.monotonic() + child.spec.ready_timeout
         while not child.spec.ready():
             if not child.running():
-                code = describe_exit(child.process.returncode)
+                code = describe_exit(child.started().returncode)
                 raise ChildNotReady(f"{child.spec.name} exited ({code}) before it was ready")
             if time.monotonic() >= deadline:
                 raise ChildNotReady(f"{child.spec.name} was not ready within {child.spec.ready_timeout:g} s")
@@ -218,7 +224,7 @@ class Supervisor:
         child.restart_at = now + delay
         at = time.strftime("%H:%M:%S", time.localtime(time.time() + delay))
         self.report(
-            f"{child.spec.name} exited with {describe_exit(child.process.returncode)}; "
+            f"{child.spec.name} exited with {describe_exit(child.started().returncode)}; "
             f"restarting it in {delay:g} s (at {at}, crash {child.crashes} in a row)"
         )
 
@@ -226,16 +232,17 @@ class Supervisor:
         # No readiness wait here: dependants reconnect (or are restarted) on their own.
         child.restart_at = None
         self._spawn(child)
-        self.report(f"{child.spec.name} restarted (pid {child.process.pid})")
+        self.report(f"{child.spec.name} restarted (pid {child.started().pid})")
 
     def _terminate(self, child: _Child) -> None:
-        child.process.send_signal(signal.SIGTERM)
+        process = child.started()
+        process.send_signal(signal.SIGTERM)
         try:
-            child.process.wait(timeout=self.stop_timeout)
+            process.wait(timeout=self.stop_timeout)
         except subprocess.TimeoutExpired:
             self.report(f"{child.spec.name} did not stop in time; killing it")
-            child.process.kill()
-            child.process.wait()
+            process.kill()
+            process.wait()
 
 
 # --- `quantpoly up` --------------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ def templates() -> None:
 @command_runner
 async def create(user_email, name, template, parameters_json) -> None:
     """Create a draft strategy; missing parameters take the template's defaults."""
-    parameters = _parameters(parameters_json)
+    parameters = _parameters(parameters_json) or {}
     async with context.platform(need_temporal=False) as platform:
         user = await find_user(platform, user_email)
         emit(_view(await strategies.create(platform, user, name, template, parameters)))

@@ -76,7 +76,7 @@ class Database:
 async def serialize(session: AsyncSession, key: str) -> None:
     """Hold a lock named ``key`` until the session's transaction ends, so that check-then-write sequences on
     the same key (a count against a limit, then an insert) run one at a time across processes."""
-    if session.bind.dialect.name == "postgresql":
+    if session.get_bind().dialect.name == "postgresql":
         await session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key})
     else:
         # SQLite has one write lock: a write statement (matching nothing) takes it until commit.

@@ -144,7 +144,7 @@ class IndicatorsRequest(BaseModel):
     timeframe: str = "1Day"
     indicators: list[IndicatorSpec] = Field(min_length=1, max_length=20)
 
-    _known_timeframe = field_validator("timeframe")(SyncRequest._known_timeframe.__func__)
+    _known_timeframe = field_validator("timeframe")(known_timeframe)
 
     @model_validator(mode="after")
     def _ordered(self, info: ValidationInfo) -> IndicatorsRequest:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 from pydantic.alias_generators import to_camel
 
-CURRENT_VERSION = 1
+CURRENT_VERSION: Final = 1
 ADVANCED_LEVEL = 2
 
 

@@ -54,7 +54,7 @@ async def verify_email(platform: Platform, secret: str, client: ClientInfo) -> U
         else:
             user = None
             await audit.record(session, "verify_email", "invalid_or_expired_token", client)
-    if user is None:
+    if user is None or token is None:
         raise InvalidInput("invalid or expired verification token", code="INVALID_VERIFICATION_TOKEN")
     await auth_tokens.signal_consumed(platform, token)
     return user
@@ -99,6 +99,7 @@ async def login(platform: Platform, email: str, password: str, client: ClientInf
     async with platform.db.session() as session:
         error = await _login_refusal(session, platform, user if ok else None, email, client)
         if error is None:
+            assert user is not None  # _login_refusal refuses a missing account
             # The password was right: what was counted against this account is forgiven.
             for limit in limits:
                 await rate_limits.clear(session, limit.scope, limit.key)

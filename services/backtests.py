@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import case, func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import AccessDenied, AppError, Conflict, NotFound
 from core.security import digest
@@ -137,6 +138,8 @@ async def create(
             raise
         # A concurrent request with the same key won the race: answer as for a repeat.
         existing = await _by_key(platform, user, idempotency_key)
+        if existing is None:  # the row broke another constraint
+            raise
         return *await _repeated(platform, existing, request), False
     if by_engine:
         await jobs.start(platform, job)
@@ -204,10 +207,18 @@ async def _repeated(platform: Platform, existing: tuple[Backtest, Job], request_
 async def get(platform: Platform, user: User, backtest_id: str) -> tuple[Backtest, Job]:
     async with platform.db.session() as session:
         backtest = await session.get(Backtest, backtest_id)
-        job = await session.get(Job, backtest.job_id) if backtest is not None else None
-    if backtest is None or backtest.user_id != user.id:
-        raise AccessDenied("backtest")
+        if backtest is None or backtest.user_id != user.id:
+            raise AccessDenied("backtest")
+        job = await session.get_one(Job, backtest.job_id)  # a backtest's job goes only with it
     return backtest, job
+
+
+async def _locked(session: AsyncSession, backtest_id: str) -> Backtest:
+    """The backtest's row, locked for the rest of the transaction; its owner was checked by `get`."""
+    backtest = await session.get(Backtest, backtest_id, with_for_update=True)
+    if backtest is None:  # deleted since
+        raise AccessDenied("backtest")
+    return backtest
 
 
 def _conditions(user: User, strategy_id: str | None, status: str | None) -> list[Any]:
@@ -265,7 +276,9 @@ async def statistics(platform: Platform, user: User, strategy_id: str | None = N
                 .where(*conditions, Job.status == job_states.SUCCEEDED, Backtest.metrics.is_not(None))
             )
         )
-    stats = {f"{status}Count": int(count or 0) for status, count in zip(counted, counts[:-1], strict=True)}
+    stats: dict[str, int | float | None] = {
+        f"{status}Count": int(count or 0) for status, count in zip(counted, counts[:-1], strict=True)
+    }
     stats["totalCount"] = int(counts[-1] or 0)
     for metric in ("returnRate", "maxDrawdown", "winRate", "sharpeRatio"):
         values = [m[metric] for m in completed if m.get(metric) is not None]
@@ -275,7 +288,7 @@ async def statistics(platform: Platform, user: User, strategy_id: str | None = N
 
 async def compare(platform: Platform, user: User, task_ids: list[str]) -> ComparisonOut:
     """The metrics of several of the user's backtests side by side, with the best and worst return."""
-    tasks = []
+    tasks: list[dict[str, Any]] = []
     for task_id in dict.fromkeys(task_ids):
         backtest, job = await get(platform, user, task_id)
         tasks.append(
@@ -328,7 +341,7 @@ async def result(platform: Platform, user: User, backtest_id: str) -> EngineResu
 async def rename(platform: Platform, user: User, backtest_id: str, display_name: str) -> BacktestOut:
     await get(platform, user, backtest_id)
     async with platform.db.session() as session:
-        backtest = await session.get(Backtest, backtest_id, with_for_update=True)
+        backtest = await _locked(session, backtest_id)
         backtest.display_name = display_name
     return view(*await get(platform, user, backtest_id))
 
@@ -350,8 +363,10 @@ async def retry(platform: Platform, user: User, backtest_id: str) -> BacktestOut
     try:
         async with platform.db.session() as session:
             strategy = await locked_strategy(session, known.strategy_id)
-            backtest = await session.get(Backtest, backtest_id, with_for_update=True)
-            current = await session.get(Job, backtest.job_id)
+            backtest = await _locked(session, backtest_id)
+            if strategy is None:  # deleted since, and its backtests with it
+                raise AccessDenied("backtest")
+            current = await session.get_one(Job, backtest.job_id)
             if STATUS_OF_JOB[current.status] not in (FAILED, CANCELLED):
                 raise invalid_state(f"a {STATUS_OF_JOB[current.status]} backtest cannot be retried")
             by_client = run_by_client(current)
@@ -390,8 +405,8 @@ async def _reported(
     platform: Platform, user: User, backtest_id: str, to_status: str, metrics: dict[str, float] | None
 ) -> BacktestOut:
     async with platform.db.session() as session:
-        backtest = await session.get(Backtest, backtest_id, with_for_update=True)
-        job = await session.get(Job, backtest.job_id, with_for_update=True)
+        backtest = await _locked(session, backtest_id)
+        job = await session.get_one(Job, backtest.job_id, with_for_update=True)
         current = STATUS_OF_JOB[job.status]
         if to_status not in _REPORTED.get(current, ()):
             raise invalid_state(f"a {current} backtest cannot become {to_status}")
@@ -414,8 +429,8 @@ async def _reported(
 async def delete(platform: Platform, user: User, backtest_id: str) -> None:
     await get(platform, user, backtest_id)
     async with platform.db.session() as session:
-        backtest = await session.get(Backtest, backtest_id, with_for_update=True)
-        job = await session.get(Job, backtest.job_id)
+        backtest = await _locked(session, backtest_id)
+        job = await session.get_one(Job, backtest.job_id)
         if STATUS_OF_JOB[job.status] not in DELETABLE:
             raise Conflict(
                 f"a {STATUS_OF_JOB[job.status]} backtest cannot be deleted; cancel it first",

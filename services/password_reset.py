@@ -32,7 +32,7 @@ async def confirm_reset(platform: Platform, secret: str, new_password: str, clie
             token = await auth_tokens.consume(session, PASSWORD_RESET, secret)
             user = await session.get(User, token.user_id) if token else None
             # The link must have gone to the account's current address, and the account must be live.
-            if user is None or not user.is_active or user.email != token.email:
+            if token is None or user is None or not user.is_active or user.email != token.email:
                 raise InvalidInput("invalid or expired reset token", code="INVALID_RESET_TOKEN")
             user.password_hash = password_hash
             user.email_verified = True

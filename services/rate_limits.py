@@ -37,6 +37,8 @@ async def retry_after(session: AsyncSession, scope: str, key: str, limit: int, w
     oldest_blocking = await session.scalar(
         select(RateLimitHit.at).where(*in_window).order_by(RateLimitHit.at.desc()).offset(limit - 1).limit(1)
     )
+    if oldest_blocking is None:  # the hits counted above have since been pruned
+        return None
     return max(1, math.ceil((oldest_blocking + timedelta(seconds=window_seconds) - now).total_seconds()))
 
 

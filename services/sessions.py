@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import Unauthorized
@@ -66,4 +67,4 @@ async def revoke(session: AsyncSession, user_id: str, *, only: str | None = None
     if keep is not None:
         conditions.append(AuthSession.id != keep)
     result = await session.execute(update(AuthSession).where(*conditions).values(revoked_at=utcnow()))
-    return result.rowcount or 0
+    return cast(CursorResult[Any], result).rowcount or 0  # an UPDATE answers a CursorResult

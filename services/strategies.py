@@ -6,6 +6,7 @@ import uuid
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import AccessDenied, AppError, Conflict
 from db.models import Strategy, User
@@ -46,6 +47,14 @@ async def get(platform: Platform, user: User, strategy_id: str) -> Strategy:
     return strategy
 
 
+async def _locked(session: AsyncSession, strategy_id: str) -> Strategy:
+    """The strategy's row, locked for the rest of the transaction; its owner was checked by `get`."""
+    strategy = await session.get(Strategy, strategy_id, with_for_update=True)
+    if strategy is None:  # deleted since
+        raise AccessDenied("strategy")
+    return strategy
+
+
 async def list_strategies(
     platform: Platform, user: User, *, status: str | None, search: str | None, page: int, page_size: int
 ) -> tuple[list[Strategy], int]:
@@ -72,7 +81,7 @@ async def update(
     """Rename or re-parameterize; new parameters are checked against the template again."""
     await get(platform, user, strategy_id)
     async with platform.db.session() as session:
-        strategy = await session.get(Strategy, strategy_id, with_for_update=True)
+        strategy = await _locked(session, strategy_id)
         if strategy.status == rules.ARCHIVED:
             raise Conflict("an archived strategy cannot change", code="STRATEGY_ARCHIVED")
         if name is not None:
@@ -85,7 +94,7 @@ async def update(
 async def transition(platform: Platform, user: User, strategy_id: str, target: str) -> Strategy:
     await get(platform, user, strategy_id)
     async with platform.db.session() as session:
-        strategy = await session.get(Strategy, strategy_id, with_for_update=True)
+        strategy = await _locked(session, strategy_id)
         if not rules.can_transition(strategy.status, target):
             raise Conflict(f"a {strategy.status} strategy cannot become {target}", code="STRATEGY_INVALID_TRANSITION")
         strategy.status = target

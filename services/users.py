@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import delete, func, select
+from sqlalchemy import ColumnElement, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -41,7 +41,7 @@ async def update_me(
     token = None
     try:
         async with platform.db.session() as session:
-            me = await session.get(User, user.id)
+            me = await session.get_one(User, user.id)
             if display_name is not None:
                 me.display_name = display_name
             if email is not None and normalize_email(email) != me.email:
@@ -81,7 +81,7 @@ async def change_password(
         raise weak_password()
     password_hash = await hash_password(platform, new)
     async with platform.db.session() as session:
-        me = await session.get(User, user.id)
+        me = await session.get_one(User, user.id)
         me.password_hash = password_hash
         # A reset link mailed earlier must not undo the change the user just made.
         await auth_tokens.withdraw_live(session, me.id, PASSWORD_RESET)
@@ -174,7 +174,7 @@ async def list_users(
     platform: Platform, *, status: str | None, search: str | None, page: int, page_size: int
 ) -> tuple[list[User], int]:
     """All accounts; callers are the admin route and the operator's CLI."""
-    conditions = []
+    conditions: list[ColumnElement[bool]] = []
     if status in ("active", "inactive"):
         conditions.append(User.is_active.is_(status == "active"))
     if search:

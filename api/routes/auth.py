@@ -69,6 +69,7 @@ async def login(body: Credentials, platform: PlatformDep, client: ClientDep):
 )
 async def verify_email(body: VerifyEmailIn, platform: PlatformDep, client: ClientDep):
     if body.token is None:
+        assert body.email is not None  # VerifyEmailIn requires a token or an email
         # Answered exactly as a resend, under the same limits: the caller cannot tell the two apart.
         await auth.request_verification_mail(platform, body.email, client)
         return ok(message=VERIFICATION_REQUESTED)

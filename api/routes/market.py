@@ -14,7 +14,6 @@ from api.routing import api_router
 from core.errors import AccessDenied
 from domain.market import SYMBOL_PATTERN
 from services import jobs, market
-from services.schemas.base import Schema
 from services.schemas.market import (
     AssetOut,
     BatchQuotesOut,
@@ -47,7 +46,7 @@ TASK_SUBMIT_ERRORS = errors(400, 409, 422, 503, codes={409: "IDEMPOTENCY_CONFLIC
 TASK_ERRORS = errors(403, denied="job")
 
 
-async def _submit(platform, user, task_type: str, body: Schema):
+async def _submit(platform, user, task_type: str, body: SyncTaskIn | IndicatorTaskIn):
     """Start a task job; without an idempotency key every request is a new job."""
     payload = body.model_dump(mode="json", by_alias=True, exclude={"idempotency_key"})
     key = body.idempotency_key or f"{task_type}-{uuid.uuid4()}"

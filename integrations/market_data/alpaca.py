@@ -252,6 +252,8 @@ class AlpacaProvider:
 
         def fetch(clients: _Clients) -> pd.DataFrame:
             raw = clients.data.get_stock_bars(request)  # alpaca-py follows next_page_token to the last page
+            if not isinstance(raw, dict):
+                raise TypeError("bars: an object was expected")
             return _bars_frame(raw.get(symbol) or [], start, end)
 
         frame = self._call("bars", fetch, symbol)
@@ -285,6 +287,8 @@ class AlpacaProvider:
             item = raw.get(symbol)
             if not item:
                 raise UpstreamError("ASSET_NOT_FOUND", f"alpaca quote for {symbol}: no snapshot")
+            if not isinstance(item, dict):
+                raise TypeError("snapshot: an object was expected")
             return _quote(symbol, item)
 
         return self._call("quote", fetch, symbol)
