@@ -282,7 +282,8 @@ async def statistics(platform: Platform, user: User, strategy_id: str | None = N
     stats["totalCount"] = int(counts[-1] or 0)
     for metric in ("returnRate", "maxDrawdown", "winRate", "sharpeRatio"):
         values = [m[metric] for m in completed if m.get(metric) is not None]
-        stats[f"average{metric[0].upper()}{metric[1:]}"] = sum(values) / len(values) if values else None
+        # The front end formats these as numbers: with nothing completed yet they are 0 (the counts say why).
+        stats[f"average{metric[0].upper()}{metric[1:]}"] = sum(values) / len(values) if values else 0.0
     return BacktestStatisticsOut.model_validate(stats)
 
 

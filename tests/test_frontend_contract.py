@@ -174,6 +174,8 @@ async def test_lists_are_newest_first_and_the_compare_page_reads_metrics_in_orde
         data(await stack.http.post(move, json=report, headers=headers))
     listed = data(await stack.http.get("/backtests", headers=headers))
     assert [t["id"] for t in listed["items"]] == ids[::-1]
+    stats = data(await stack.http.get(f"/strategies/{strategy['id']}/backtest-stats", headers=headers))
+    assert stats["completedCount"] == 3 and stats["averageWinRate"] == 0  # numbers, never null
     latest = data(
         await stack.http.get(
             f"/strategies/{strategy['id']}/backtests",

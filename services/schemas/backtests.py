@@ -94,11 +94,12 @@ class BacktestStatisticsOut(Schema):
     failed_count: int
     cancelled_count: int
     total_count: int
-    # Averages over the completed backtests that have the metric; null when none has.
-    average_return_rate: float | None
-    average_max_drawdown: float | None
-    average_win_rate: float | None
-    average_sharpe_ratio: float | None
+    # Averages over the completed backtests that have the metric; 0 when none has (the front end formats
+    # them as numbers, and the counts tell an empty average from a zero one).
+    average_return_rate: float
+    average_max_drawdown: float
+    average_win_rate: float
+    average_sharpe_ratio: float
 
 
 class StrategyBacktestStatisticsOut(BacktestStatisticsOut):
