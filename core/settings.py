@@ -168,10 +168,10 @@ def describe_error(error: ValidationError) -> str:
     return "invalid configuration: " + "; ".join(parts)
 
 
-def load_settings(**overrides: object) -> Settings:
+def load_settings() -> Settings:
     """Settings or, for a wrong one, a single clear line on stderr and exit status 2."""
     try:
-        return Settings(**overrides)
+        return Settings()
     except ValidationError as error:
         print(describe_error(error), file=sys.stderr)
         raise SystemExit(2) from None

@@ -104,6 +104,7 @@ class BacktestConfig(BaseModel):
         """The inline closes as bars, one per timeframe step from the start date; None without them."""
         if self.prices is None:
             return None
+        assert self.start_date is not None and self.timeframe is not None  # resolved by the validator
         start = datetime.combine(self.start_date, datetime.min.time(), tzinfo=UTC)
         closes = np.asarray(self.prices, dtype=float)
         stamps = pd.date_range(start, periods=len(closes), freq=_STEP[self.timeframe])
@@ -170,6 +171,8 @@ def run_arrays(bars: BarArrays, template: str, parameters: dict[str, Any], confi
     outcome = engine.run(bars.open, bars.close, rule.entries, rule.exits, config.execution())
     stamps = _iso_stamps(bars.timestamps)
     equity = outcome.equity
+    # A config that reaches the engine names its symbol, and the validator resolved its periods per year.
+    assert config.symbol is not None and config.periods_per_year is not None
     summary = metrics.summary(equity, [t.pnl for t in outcome.trades], outcome.position > 0, config.periods_per_year)
     summary.update(finalEquity=float(equity[-1]), initialCapital=config.initial_capital, barCount=len(bars))
     return {

@@ -143,11 +143,11 @@ def _whole_unit_sizes(buy: np.ndarray, sell: np.ndarray, config: ExecutionConfig
     sizes, cash_before = [], []
     # Plain floats: numpy scalars would cost a microsecond per operation in this loop.
     for bought_at, sold_at in zip(buy.tolist(), sell.tolist(), strict=True):
-        units = _floor(f * cash / (bought_at * (1 + c)))
-        sizes.append(units)
+        bought = _floor(f * cash / (bought_at * (1 + c)))
+        sizes.append(bought)
         cash_before.append(cash)
-        if not units <= 0:  # NaN trades, and spoils the cash after it, as a NaN price should
-            cash = cash - units * bought_at * (1 + c) + units * sold_at * (1 - c)
+        if not bought <= 0:  # NaN trades, and spoils the cash after it, as a NaN price should
+            cash = cash - bought * bought_at * (1 + c) + bought * sold_at * (1 - c)
     units, before = np.array(sizes, dtype=float), np.array(cash_before, dtype=float)
     # The same operations in the same order as the loop: bit for bit the cash it carried forward (rows that
     # bought nothing are dropped).

@@ -100,7 +100,10 @@ def exposure(in_position: np.ndarray) -> float | None:
 
 
 def summary(
-    equity: Sequence[float] | np.ndarray, trade_pnl: Sequence[float], in_position: Sequence[bool], periods: int
+    equity: Sequence[float] | np.ndarray,
+    trade_pnl: Sequence[float],
+    in_position: Sequence[bool] | np.ndarray,
+    periods: int,
 ) -> dict[str, float | int | None]:
     """Every metric of metrics.md, camelCase, for a result body."""
     returns = returns_of(equity)
