@@ -222,23 +222,27 @@ class MarketDataActivities:
 
         Nothing after now is asked for: no provider has those bars yet."""
         key = (symbol, request.timeframe, self._provider.source)
-        async with self._db.session() as session:
+        async with self._db.session() as session:  # one transaction: the check costs one round of the pool
             covered = [(_aware(c.start), _aware(c.end)) for c in await session.scalars(_coverage_of(*key))]
+            count = await self._counted(session, symbol, request)
         wanted = (request.start, min(request.end, datetime.now(UTC)))
         gaps = missing_spans(wanted, covered) if wanted[0] < wanted[1] else []
-        return await self._count(symbol, request), gaps
+        return count, gaps
 
     async def _count(self, symbol: str, request: SyncRequest) -> int:
         async with self._db.session() as session:
-            count = await session.scalar(
-                select(func.count()).where(
-                    MarketBar.symbol == symbol,
-                    MarketBar.timeframe == request.timeframe,
-                    MarketBar.source == self._provider.source,
-                    MarketBar.timestamp >= request.start,
-                    MarketBar.timestamp <= request.end,
-                )
+            return await self._counted(session, symbol, request)
+
+    async def _counted(self, session, symbol: str, request: SyncRequest) -> int:
+        count = await session.scalar(
+            select(func.count()).where(
+                MarketBar.symbol == symbol,
+                MarketBar.timeframe == request.timeframe,
+                MarketBar.source == self._provider.source,
+                MarketBar.timestamp >= request.start,
+                MarketBar.timestamp <= request.end,
             )
+        )
         return count or 0
 
     async def _store(
