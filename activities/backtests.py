@@ -43,14 +43,22 @@ class BacktestActivities(BacktestSteps):
 
     @activity.defn(name=PREPARE_ACTIVITY)
     async def claim_and_load(self, claim: ClaimInput) -> Claim:
+        lines: list[str] = []
+        stored: int | None = None
         async with self._db.session() as session:
             job, state = await claim_slot(session, claim.job_id, claim.workflow_id, claim.run_id)
             backtest = await session.get(Backtest, job.payload["backtestId"]) if state == CLAIMED else None
+            config = _config_or_none(backtest)
+            if config is not None and config.prices is None:
+                # Usually the store has the bars already: the claim's transaction then checks and counts them.
+                stored = await self._market.stored_if_covered(session, config.symbol, config.as_sync(), lines)
         if state != CLAIMED:
             return Claim(state)
         backtest, config = _checked(backtest)
-        lines: list[str] = []
-        bars = len(config.prices) if config.prices is not None else await self._synced(claim.job_id, config, lines)
+        if config.prices is not None:
+            bars = len(config.prices)
+        else:
+            bars = stored if stored is not None else await self._synced(claim.job_id, config, lines)
         _check_bar_count(backtest, config, bars)
         return Claim(CLAIMED, lines)
 
@@ -154,6 +162,16 @@ def _checked(backtest: Backtest | None) -> tuple[Backtest, BacktestConfig]:
         return backtest, BacktestConfig.model_validate(backtest.config)
     except ValidationError as error:
         raise activity_error("BACKTEST_INVALID_CONFIG", str(error), retryable=False) from None
+
+
+def _config_or_none(backtest: Backtest | None) -> BacktestConfig | None:
+    """The backtest's config, or None when there is none to read (``_checked`` then says why)."""
+    if backtest is None:
+        return None
+    try:
+        return BacktestConfig.model_validate(backtest.config)
+    except ValidationError:
+        return None
 
 
 def _check_bar_count(backtest: Backtest, config: BacktestConfig, bars: int) -> None:

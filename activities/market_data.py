@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 
 from activities.jobs import activity_error, append_log, set_progress
@@ -167,12 +168,7 @@ class MarketDataActivities:
             await append_log(self._db, job_id, f"{symbol}: {error.code} {error.message}", level="error")
             retryable = bool(getattr(error, "retryable", False))
             return {"symbol": symbol, "status": "error", "errorCode": error.code, "retryable": retryable}
-        elapsed_ms = round((time.perf_counter() - started) * 1000)
-        ranges = ", ".join(f"{a:%Y-%m-%d}..{b:%Y-%m-%d}" for a, b in gaps) or "nothing missing"
-        line = (
-            f"{symbol}: fetched {fetched} {request.timeframe} bars from {self._provider.source} ({ranges}) "
-            f"in {elapsed_ms} ms, stored {stored}, {before + stored} in range"
-        )
+        line = self._sync_line(symbol, request, gaps, fetched, stored, before + stored, started)
         if lines is None:
             await append_log(self._db, job_id, line)
         else:
@@ -184,6 +180,31 @@ class MarketDataActivities:
             "fetchedCount": fetched,
             "storedCount": stored,
         }
+
+    async def stored_if_covered(
+        self, session: AsyncSession, symbol: str, request: SyncRequest, lines: list[str]
+    ) -> int | None:
+        """In the caller's transaction: when the store already covers the request's range, the bars stored in
+        it (and ``sync_symbol``'s log line to ``lines``); else None, and ``sync_symbol`` fetches what lacks."""
+        started = time.perf_counter()
+        key = (symbol, request.timeframe, self._provider.source)
+        covered = [(_aware(c.start), _aware(c.end)) for c in await session.scalars(_coverage_of(*key))]
+        wanted = (request.start, min(request.end, datetime.now(UTC)))
+        if wanted[0] < wanted[1] and missing_spans(wanted, covered):
+            return None
+        count = await self._counted(session, symbol, request)
+        lines.append(self._sync_line(symbol, request, [], 0, 0, count, started))
+        return count
+
+    def _sync_line(
+        self, symbol: str, request: SyncRequest, gaps: list[Span], fetched: int, stored: int, total: int, started: float
+    ) -> str:
+        elapsed_ms = round((time.perf_counter() - started) * 1000)
+        ranges = ", ".join(f"{a:%Y-%m-%d}..{b:%Y-%m-%d}" for a, b in gaps) or "nothing missing"
+        return (
+            f"{symbol}: fetched {fetched} {request.timeframe} bars from {self._provider.source} ({ranges}) "
+            f"in {elapsed_ms} ms, stored {stored}, {total} in range"
+        )
 
     async def stored_arrays(
         self, symbol: str, timeframe: str, request: SyncRequest, on_progress: Callable[[int], None]
