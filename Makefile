@@ -1,4 +1,5 @@
-# The two commands: `make up` (the whole stack on embedded defaults) and `make test` (the whole suite).
+# The two commands: `make up` (the whole stack on embedded defaults) and `make test` (type check, then the
+# whole suite).
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
@@ -18,6 +19,7 @@ up: $(STAMP)
 	$(BIN)/quantpoly up
 
 test: $(STAMP)
+	$(BIN)/python -m mypy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:

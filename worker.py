@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from datetime import timedelta
-from typing import Any
+from typing import ParamSpec, TypeVar
 
 from temporalio.client import (
     Client,
@@ -47,6 +47,8 @@ from workflows.scheduled_job import ScheduledJobWorkflow
 from workflows.scheduling import ensure_system_schedules
 
 log = logging.getLogger("quantpoly.worker")
+P = ParamSpec("P")
+T = TypeVar("T")
 
 WORKFLOWS: Sequence[type] = (
     AuthTokenWorkflow,
@@ -75,12 +77,12 @@ class ProcessPool(Executor):
         context.set_forkserver_preload(["domain.backtest"])
         return ProcessPoolExecutor(self._processes, mp_context=context)
 
-    def submit(self, fn: Callable[..., Any], /, *args: Any) -> Future:
+    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
         try:
-            return self._executor.submit(fn, *args)
+            return self._executor.submit(fn, *args, **kwargs)
         except BrokenProcessPool:
             self._executor = self._new()
-            return self._executor.submit(fn, *args)
+            return self._executor.submit(fn, *args, **kwargs)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         self._executor.shutdown(wait, cancel_futures=cancel_futures)

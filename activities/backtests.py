@@ -47,11 +47,12 @@ class BacktestActivities(BacktestSteps):
         stored: int | None = None
         async with self._db.session() as session:
             job, state = await claim_slot(session, claim.job_id, claim.workflow_id, claim.run_id)
-            backtest = await session.get(Backtest, job.payload["backtestId"]) if state == CLAIMED else None
+            claimed = job if state == CLAIMED else None
+            backtest = await session.get(Backtest, claimed.payload["backtestId"]) if claimed is not None else None
             config = _config_or_none(backtest)
             if config is not None and config.prices is None:
                 # Usually the store has the bars already: the claim's transaction then checks and counts them.
-                stored = await self._market.stored_if_covered(session, config.symbol, config.as_sync(), lines)
+                stored = await self._market.stored_if_covered(session, config.span().symbol, config.as_sync(), lines)
         if state != CLAIMED:
             return Claim(state)
         backtest, config = _checked(backtest)
@@ -72,12 +73,12 @@ class BacktestActivities(BacktestSteps):
         body = _body(backtest, config, computed)
         lines = [*compute.log_lines, _summary(config, backtest, len(bars), computed["metrics"])]
         async with self._db.session() as session:
-            job = await session.get(Job, compute.job_id, with_for_update=True)
-            backtest = await session.get(Backtest, backtest.id, with_for_update=True)
+            job = await session.get_one(Job, compute.job_id, with_for_update=True)
+            stored = await session.get(Backtest, backtest.id, with_for_update=True)
             if job.status != job_states.RUNNING:  # cancelled while the engine ran: nothing is stored
                 return JobOutcome(job.status, job.error_code, job.error_message)
-            if backtest is not None and backtest.job_id == job.id:  # not superseded by a retry
-                backtest.result, backtest.metrics = body, body["metrics"]
+            if stored is not None and stored.job_id == job.id:  # not deleted, nor superseded by a retry
+                stored.result, stored.metrics = body, body["metrics"]
             outcome = JobOutcome(job_states.SUCCEEDED)
             result = {"backtestId": body["taskId"], "metrics": body["metrics"]}
             waiting = await record_outcome(session, job, outcome, result, lines)
@@ -87,7 +88,7 @@ class BacktestActivities(BacktestSteps):
     async def _synced(self, job_id: str, config: BacktestConfig, lines: list[str] | None = None) -> int:
         """Bars of the config's range in the store, after syncing what it lacked."""
         item = await self._market.sync_symbol(
-            job_id, config.symbol, config.as_sync(), lines=lines, on_progress=activity.heartbeat
+            job_id, config.span().symbol, config.as_sync(), lines=lines, on_progress=activity.heartbeat
         )
         if item["status"] != "ok":
             raise activity_error(
@@ -101,8 +102,9 @@ class BacktestActivities(BacktestSteps):
         inline = config.inline_bars()  # an inline series replaces the provider's bars, never mixes with them
         if inline is not None:
             return BarArrays.of(inline)
+        span = config.span()
         return await self._market.stored_arrays(
-            config.symbol, config.timeframe, config.as_sync(), lambda read: activity.heartbeat(f"read {read} bars")
+            span.symbol, span.timeframe, config.as_sync(), lambda read: activity.heartbeat(f"read {read} bars")
         )
 
     async def _computed(self, bars: BarArrays, backtest: Backtest, config: BacktestConfig) -> dict[str, Any]:
@@ -121,7 +123,7 @@ class BacktestActivities(BacktestSteps):
 
     async def _rows(self, job_id: str) -> tuple[Job, Backtest, BacktestConfig]:
         async with self._db.session() as session:
-            job = await session.get(Job, job_id)
+            job = await session.get_one(Job, job_id)
             backtest = await session.get(Backtest, job.payload["backtestId"])
         return job, *_checked(backtest)
 
@@ -146,7 +148,7 @@ class BacktestActivities(BacktestSteps):
             computed = await self._computed(bars, backtest, config)
             body = _body(backtest, config, computed)
             async with self._db.session() as session:
-                job = await session.get(Job, job_id, with_for_update=True)
+                job = await session.get_one(Job, job_id, with_for_update=True)
                 stored = await session.get(Backtest, backtest.id, with_for_update=True)
                 # Only the backtest's current run, still running: not one cancelled meanwhile or superseded.
                 if stored is not None and stored.job_id == job_id and job.status == job_states.RUNNING:
@@ -159,9 +161,11 @@ def _checked(backtest: Backtest | None) -> tuple[Backtest, BacktestConfig]:
     if backtest is None:
         raise activity_error("BACKTEST_NOT_FOUND", "the backtest was deleted", retryable=False)
     try:
-        return backtest, BacktestConfig.model_validate(backtest.config)
-    except ValidationError as error:
+        config = BacktestConfig.model_validate(backtest.config)
+        config.span()  # our engine runs only a config that names its symbol
+    except ValueError as error:  # pydantic's ValidationError included
         raise activity_error("BACKTEST_INVALID_CONFIG", str(error), retryable=False) from None
+    return backtest, config
 
 
 def _config_or_none(backtest: Backtest | None) -> BacktestConfig | None:
@@ -191,15 +195,16 @@ def _check_bar_count(backtest: Backtest, config: BacktestConfig, bars: int) -> N
 
 
 def _body(backtest: Backtest, config: BacktestConfig, computed: dict[str, Any]) -> dict[str, Any]:
+    span = config.span()
     return {
         "taskId": backtest.id,
         "strategyId": backtest.strategy_id,
         "template": backtest.template,
         "parameters": backtest.parameters,
-        "symbol": config.symbol,
-        "timeframe": config.timeframe,
-        "startDate": config.start_date.isoformat(),
-        "endDate": config.end_date.isoformat(),
+        "symbol": span.symbol,
+        "timeframe": span.timeframe,
+        "startDate": span.start_date.isoformat(),
+        "endDate": span.end_date.isoformat(),
         "config": backtest.config,
         **computed,
     }

@@ -107,11 +107,12 @@ def slot_key(job: Job) -> str:
 
 
 async def _running(session: AsyncSession, job: Job) -> int:
-    return await session.scalar(
+    count = await session.scalar(
         select(func.count())
         .select_from(Job)
         .where(Job.user_id == job.user_id, Job.task_type == job.task_type, Job.status == lifecycle.RUNNING)
     )
+    return int(count or 0)
 
 
 async def _waiting(session: AsyncSession, job: Job) -> list[str]:
@@ -132,7 +133,7 @@ async def _waiting(session: AsyncSession, job: Job) -> list[str]:
         .order_by(Job.created_at, Job.id)
         .limit(free)
     )
-    return list(rows)
+    return [workflow_id for workflow_id in rows if workflow_id is not None]
 
 
 # A queued job younger than this may still be having its workflow started by the process that wrote it.
@@ -151,10 +152,12 @@ class JobActivities(JobBookkeeping):
         The step of ``JobWorkflow`` and ``BacktestWorkflow`` runs; newer runs wait for a signal instead."""
         async with self._db.session() as session:
             job, state = await claim_slot(session, job_id, workflow_id, run_id)
-        if state == WAITING:
+        if state == WAITING and job is not None:
             # Benign: waiting for a slot is expected, so the retries are logged at debug level, not as failures.
             raise ApplicationError(
-                job.error_message, type="CONCURRENCY_LIMIT_EXCEEDED", category=ApplicationErrorCategory.BENIGN
+                job.error_message or "waiting for a slot",
+                type="CONCURRENCY_LIMIT_EXCEEDED",
+                category=ApplicationErrorCategory.BENIGN,
             )
         return state == CLAIMED
 
@@ -225,13 +228,15 @@ class JobActivities(JobBookkeeping):
         return started
 
     async def _external_ending(self, job: Job) -> tuple[str, str, str] | None:
+        if job.dispatch_id is None:  # the reconciler reads only dispatched jobs
+            return None
         try:
             description = await self._temporal.get_workflow_handle(job.dispatch_id).describe()
         except RPCError as error:
             if error.status == RPCStatusCode.NOT_FOUND and utcnow() - job.updated_at > timedelta(minutes=1):
                 return lifecycle.FAILED, "WORKFLOW_NOT_FOUND", "the job's workflow does not exist"
             return None
-        return _EXTERNAL_ENDINGS.get(description.status)
+        return _EXTERNAL_ENDINGS.get(description.status) if description.status is not None else None
 
     async def _repair(self, job_id: str, status: str, code: str, message: str) -> bool:
         async with self._db.session() as session:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -127,7 +127,7 @@ class MarketDataActivities:
 
     async def _request(self, job_id: str, model: type[BaseModel] = SyncRequest) -> Any:
         async with self._db.session() as session:
-            job = await session.get(Job, job_id)
+            job = await session.get_one(Job, job_id)
         try:
             # The bound is checked again here: a job may come from a route that did not know it.
             return model.model_validate(job.payload, context={MAX_BARS: self._max_bars})
@@ -211,7 +211,7 @@ class MarketDataActivities:
     ) -> BarArrays:
         """The stored bars of one symbol in the request's range, in time order, as the engine's arrays: read
         in pages, each one reported to ``on_progress`` (bars read so far)."""
-        pages: list[list[Any]] = []
+        pages: list[Sequence[Any]] = []
         after: datetime | None = None  # the last timestamp read: the next page starts after it
         read = 0
         while True:
@@ -281,7 +281,7 @@ class MarketDataActivities:
             for record in frame.to_dict("records")
         ]
         async with self._db.session() as session:
-            insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+            insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
             for offset in range(0, len(rows), INSERT_CHUNK):
                 chunk = rows[offset : offset + INSERT_CHUNK]
                 # The key (symbol, timeframe, timestamp, source) makes a repeated or resumed sync harmless.
@@ -312,7 +312,7 @@ def _calculate_all(request: IndicatorsRequest, bars: pd.DataFrame) -> list[dict[
     """Each indicator's status, parameters, latest values and series (NaN warm-up as null)."""
     close, high, low = bars["close"].to_numpy(float), bars["high"].to_numpy(float), bars["low"].to_numpy(float)
     stamps = [_aware(t).isoformat() for t in bars["timestamp"]]
-    results = []
+    results: list[dict[str, Any]] = []
     for spec in request.indicators:
         try:
             result = calculate(spec.name, close, high=high, low=low, **spec.params())

@@ -34,6 +34,16 @@ _STEP = {"1Day": timedelta(days=1), "1Hour": timedelta(hours=1), "15Min": timede
 _STEP |= {"5Min": timedelta(minutes=5), "1Min": timedelta(minutes=1)}
 
 
+@dataclass(frozen=True)
+class Span:
+    """What a runnable config's bars are, with nothing left optional."""
+
+    symbol: str
+    timeframe: str
+    start_date: date
+    end_date: date
+
+
 class BacktestConfig(BaseModel):
     """What to backtest on: validated before a backtest exists; defaults are resolved then and stored.
 
@@ -115,6 +125,13 @@ class BacktestConfig(BaseModel):
         return self.model_dump(
             mode="json", by_alias=True, exclude={"symbols", "frequency", "display_name"}, exclude_none=True
         )
+
+    def span(self) -> Span:
+        """The resolved symbol, timeframe and dates; ValueError for a config that names no symbol."""
+        if self.symbol is None:
+            raise ValueError("the config names no symbol to run on")
+        assert self.timeframe is not None and self.start_date is not None and self.end_date is not None  # resolved
+        return Span(self.symbol, self.timeframe, self.start_date, self.end_date)
 
     def as_sync(self) -> SyncRequest:
         return SyncRequest(

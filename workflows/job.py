@@ -51,10 +51,9 @@ class JobOutcome:
     error_message: str | None = None
 
 
-_BOOKKEEPING = {
-    "start_to_close_timeout": timedelta(seconds=30),
-    "retry_policy": RetryPolicy(maximum_interval=timedelta(seconds=30)),
-}
+# Every bookkeeping step: a short transaction, retried until the database answers.
+BOOKKEEPING_TIMEOUT = timedelta(seconds=30)
+BOOKKEEPING_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))
 
 
 def failure(error: ActivityError) -> JobOutcome:
@@ -114,7 +113,12 @@ class JobSteps:
 
     @staticmethod
     async def _finish(job_id: str, outcome: JobOutcome, result: dict[str, Any] | None) -> None:
-        await workflow.execute_activity(FINISH_ACTIVITY, args=[job_id, outcome, result], **_BOOKKEEPING)
+        await workflow.execute_activity(
+            FINISH_ACTIVITY,
+            args=[job_id, outcome, result],
+            start_to_close_timeout=BOOKKEEPING_TIMEOUT,
+            retry_policy=BOOKKEEPING_RETRY,
+        )
 
 
 @workflow.defn
@@ -132,7 +136,12 @@ class JobReconcilerWorkflow:
 
     @workflow.run
     async def run(self) -> int:
-        return await workflow.execute_activity(RECONCILE_ACTIVITY, result_type=int, **_BOOKKEEPING)
+        return await workflow.execute_activity(
+            RECONCILE_ACTIVITY,
+            result_type=int,
+            start_to_close_timeout=BOOKKEEPING_TIMEOUT,
+            retry_policy=BOOKKEEPING_RETRY,
+        )
 
 
 # --- the job path since per-user slots are handed over by signal ----------------------------------------
@@ -224,7 +233,9 @@ class SlotHolder:
     async def _finish(params: JobInput, outcome: JobOutcome, lines: list[str]) -> JobOutcome:
         """The job's last transaction, when its task did not make it (failed, cancelled)."""
         finish = FinishInput(params.job_id, outcome, None, lines)
-        await workflow.execute_activity_method(JobBookkeeping.finish, finish, **_BOOKKEEPING)
+        await workflow.execute_activity_method(
+            JobBookkeeping.finish, finish, start_to_close_timeout=BOOKKEEPING_TIMEOUT, retry_policy=BOOKKEEPING_RETRY
+        )
         return outcome
 
 
@@ -243,10 +254,8 @@ class JobBookkeeping:
         raise NotImplementedError
 
 
-_CLAIMING = {
-    "start_to_close_timeout": timedelta(seconds=30),
-    "retry_policy": RetryPolicy(maximum_interval=timedelta(seconds=5)),
-}
+# Claiming a slot is retried sooner than other bookkeeping: a job is waiting on it.
+CLAIM_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=5))
 
 
 @workflow.defn
@@ -260,7 +269,12 @@ class JobWorkflowV2(SlotHolder):
         claim = ClaimInput(params.job_id, info.workflow_id, info.run_id)
         try:
             claimed = await self._claimed(
-                lambda: workflow.execute_activity_method(JobBookkeeping.claim_slot, claim, **_CLAIMING)
+                lambda: workflow.execute_activity_method(
+                    JobBookkeeping.claim_slot,
+                    claim,
+                    start_to_close_timeout=BOOKKEEPING_TIMEOUT,
+                    retry_policy=CLAIM_RETRY,
+                )
             )
             if claimed.state == NOT_RUNNABLE:
                 return NOT_QUEUED
@@ -278,5 +292,7 @@ class JobWorkflowV2(SlotHolder):
             raise
         outcome = JobOutcome("succeeded")
         finish = FinishInput(params.job_id, outcome, result, [])
-        await workflow.execute_activity_method(JobBookkeeping.finish, finish, **_BOOKKEEPING)
+        await workflow.execute_activity_method(
+            JobBookkeeping.finish, finish, start_to_close_timeout=BOOKKEEPING_TIMEOUT, retry_policy=BOOKKEEPING_RETRY
+        )
         return outcome
