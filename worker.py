@@ -117,6 +117,7 @@ def build_worker(
             scheduled.start_scheduled_job,
             market.sync,
             market.indicators,
+            backtests.run_in_slot,
             backtests.claim_and_load,
             backtests.compute_and_finish,
             backtests.load_bars,

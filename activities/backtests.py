@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities.jobs import JobActivities, activity_error, append_log, claim_slot, record_outcome, set_progress
 from activities.market_data import MarketDataActivities, heartbeating
@@ -23,15 +24,21 @@ from db.models import Backtest, Job
 from domain import backtest as backtests
 from domain import jobs as job_states
 from domain.backtest import BacktestConfig, BarArrays, InsufficientData
-from workflows.backtest import (
+from workflows.steps import (
+    CLAIMED,
     COMPUTE_ACTIVITY,
     LOAD_BARS_ACTIVITY,
+    NOT_RUNNABLE,
     PREPARE_ACTIVITY,
     RUN_ACTIVITY,
+    RUN_IN_SLOT_ACTIVITY,
     BacktestSteps,
+    Claim,
+    ClaimInput,
     ComputeInput,
+    FinishInput,
+    JobOutcome,
 )
-from workflows.job import CLAIMED, Claim, ClaimInput, JobOutcome
 
 
 class BacktestActivities(BacktestSteps):
@@ -41,9 +48,28 @@ class BacktestActivities(BacktestSteps):
         self._jobs = jobs
         self._engines = engines  # the worker's process pool
 
+    @activity.defn(name=RUN_IN_SLOT_ACTIVITY)
+    async def run_in_slot(self, claim: ClaimInput) -> Claim:
+        lines: list[str] = []  # the loading's, written with the job's last transaction
+        try:
+            claimed = await self._claimed_and_loaded(claim, lines)
+            if claimed.state != CLAIMED or claimed.outcome is not None:
+                return claimed
+            outcome = await self.compute_and_finish(ComputeInput(claim.job_id, lines))
+        except ApplicationError as error:
+            if not (error.non_retryable and error.type and error.type.isupper()):
+                raise  # retried, or failed by the workflow once retries run out
+            # A failure we named and no retry can fix (too few bars, a deleted backtest): the job ends here,
+            # in this activity, with its loading lines.
+            outcome = JobOutcome("failed", error.type, error.message)
+            await self._jobs.finish(FinishInput(claim.job_id, outcome, None, lines))
+        return Claim(CLAIMED, outcome=outcome)
+
     @activity.defn(name=PREPARE_ACTIVITY)
     async def claim_and_load(self, claim: ClaimInput) -> Claim:
-        lines: list[str] = []
+        return await self._claimed_and_loaded(claim, [])
+
+    async def _claimed_and_loaded(self, claim: ClaimInput, lines: list[str]) -> Claim:
         stored: int | None = None
         async with self._db.session() as session:
             job, state = await claim_slot(session, claim.job_id, claim.workflow_id, claim.run_id)
@@ -53,6 +79,9 @@ class BacktestActivities(BacktestSteps):
             if config is not None and config.prices is None:
                 # Usually the store has the bars already: the claim's transaction then checks and counts them.
                 stored = await self._market.stored_if_covered(session, config.span().symbol, config.as_sync(), lines)
+        if state == NOT_RUNNABLE and job is not None and job.run_id == claim.run_id:
+            # Claimed by this run and finished by an earlier attempt whose answer was lost: that outcome stands.
+            return Claim(CLAIMED, outcome=JobOutcome(job.status, job.error_code, job.error_message))
         if state != CLAIMED:
             return Claim(state)
         backtest, config = _checked(backtest)

@@ -19,7 +19,7 @@ from db.engine import Database, serialize
 from db.models import Job, JobLogLine
 from domain import jobs as lifecycle
 from workflows import dispatch
-from workflows.job import (
+from workflows.steps import (
     CLAIM_ACTIVITY,
     CLAIMED,
     FINISH_ACTIVITY,

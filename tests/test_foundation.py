@@ -80,13 +80,14 @@ def test_redaction_applies_to_arguments_and_tracebacks():
 
 async def test_recorded_token_workflow_histories_replay():
     """Histories of real runs (tokens consumed and expired, jobs and backtests succeeded and failed, and of the
-    V2 job types: completed, failed, cancelled, woken from a wait for a slot) must replay: a change that would
-    break workflows in flight fails here. The V2 histories are written by tests/test_job_path.py when run with
-    QUANTPOLY_RECORD_HISTORIES=1."""
+    V2 job types: completed, failed, cancelled, woken from a wait for a slot, with a backtest's two activities
+    and with its one) must replay: a change that would break workflows in flight fails here. The V2 job's and
+    the one-activity backtest's histories are written by tests/test_job_path.py when run with
+    QUANTPOLY_RECORD_HISTORIES=1; the two-activity backtest's are kept as recorded."""
     histories = [
         WorkflowHistory.from_json(path.stem, json.loads(path.read_text())) for path in sorted(HISTORIES.glob("*.json"))
     ]
-    assert len(histories) >= 11
+    assert len(histories) >= 15
     replayer = Replayer(
         workflows=[AuthTokenWorkflow, JobWorkflow, BacktestWorkflow, JobWorkflowV2, BacktestWorkflowV2],
         data_converter=pydantic_data_converter,

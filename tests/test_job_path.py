@@ -26,7 +26,7 @@ from tests.test_backtests import CONFIG, PASSWORD, active_strategy, settled, sub
 from tests.test_jobs import SYNC, wait_for
 from tests.test_worker_recovery import running_activity
 from worker import build_worker
-from workflows.job import CLAIMED, SLOT_FREED_SIGNAL, WAITING, ClaimInput
+from workflows.steps import CLAIMED, SLOT_FREED_SIGNAL, WAITING, ClaimInput
 
 HISTORIES = Path(__file__).parent / "histories"
 # Long enough to cancel while it loads: eight years of hourly bars, synced from the provider first.
@@ -71,9 +71,9 @@ async def test_a_users_backtests_take_the_slot_in_turn_woken_by_signal(idle_stac
     assert sum(woken) >= 2, woken  # at least the jobs that started last were woken by a signal
     first_ran = min(range(len(jobs)), key=lambda i: jobs[i]["startedAt"])
     waited = max(range(len(jobs)), key=lambda i: woken[i])
-    await keep_history(stack, f"backtest-{ids[first_ran]}", "backtest_v2_completed")
-    await keep_history(stack, f"backtest-{ids[waited]}", "backtest_v2_waited_for_slot")
-    await keep_history(stack, f"backtest-{ids[2]}", "backtest_v2_failed")
+    await keep_history(stack, f"backtest-{ids[first_ran]}", "backtest_one_activity_completed")
+    await keep_history(stack, f"backtest-{ids[waited]}", "backtest_one_activity_waited_for_slot")
+    await keep_history(stack, f"backtest-{ids[2]}", "backtest_one_activity_failed")
 
 
 async def test_a_running_backtest_cancelled_stops_at_once_and_stores_nothing(stack):
@@ -88,7 +88,7 @@ async def test_a_running_backtest_cancelled_stops_at_once_and_stores_nothing(sta
     # The answer waits for the workflow's end (a few seconds at most): it must already say cancelled.
     cancelled = data(await stack.http.post(f"/backtests/{backtest_id}/cancel", headers=headers))
     assert cancelled["status"] == "cancelled", cancelled
-    history = await keep_history(stack, workflow_id, "backtest_v2_cancelled")
+    history = await keep_history(stack, workflow_id, "backtest_one_activity_cancelled")
     requested = [e for e in history.events if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED]
     assert requested, "the running activity was not asked to stop"
 

@@ -119,19 +119,22 @@ async def completed_result(stack, headers, backtest_id) -> dict:
     return (await stack.http.get(f"/backtests/{backtest_id}/result", headers=headers)).json()["data"]
 
 
-# A worker whose step waits 4 s at the start of one store call, so that a kill lands inside that step:
-# sync_symbol opens the claim-and-load step, stored_arrays the compute-and-finish step.
+# A worker that waits 4 s at the start of one store call, after marking that it got there, so that a kill
+# lands inside that part of the backtest's activity: sync_symbol while it loads the bars, stored_arrays while
+# it reads them for the engine.
 SLOW_WORKER = """
-import asyncio, worker
+import asyncio, pathlib, worker
 from activities.market_data import MarketDataActivities
 original = MarketDataActivities.{method}
 async def slow(self, *args, **kwargs):
+    pathlib.Path({marker!r}).touch()
     await asyncio.sleep(4)
     return await original(self, *args, **kwargs)
 MarketDataActivities.{method} = slow
 worker.main()
 """
-SLOWED = {"backtest_claim_and_load": "sync_symbol", "backtest_compute_and_finish": "stored_arrays"}
+SLOWED = {"loading": "sync_symbol", "engine": "stored_arrays"}
+RUN_IN_SLOT = "backtest_run_in_slot"
 
 
 async def running_activity(stack, workflow_id: str) -> str | None:
@@ -158,10 +161,10 @@ def activity_attempts(history, name: str) -> list[int]:
     ]
 
 
-@pytest.mark.parametrize("step", list(SLOWED))
-async def test_killed_worker_mid_backtest_gives_the_uninterrupted_result(idle_stack, step):
-    """Killed while syncing bars, or while in the engine step: the next worker finishes the backtest, running
-    again only the step that was cut, and the result equals an uninterrupted run's."""
+@pytest.mark.parametrize("part", list(SLOWED))
+async def test_killed_worker_mid_backtest_gives_the_uninterrupted_result(idle_stack, tmp_path, part):
+    """Killed while syncing bars, or while reading them for the engine: the next worker finishes the
+    backtest in a second attempt of its activity, and the result equals an uninterrupted run's."""
     stack = idle_stack
     email, password = f"backtest-{uuid.uuid4().hex[:8]}@example.com", "Recover1Password"
     created = await stack.cli("users", "create", "--email", email, input=f"{password}\n{password}\n")
@@ -177,12 +180,14 @@ async def test_killed_worker_mid_backtest_gives_the_uninterrupted_result(idle_st
         return answer.json()["data"]["backtestTask"]["id"]
 
     interrupted = await submit()
-    first, second = start_worker(stack, SLOW_WORKER.format(method=SLOWED[step])), None
+    marker = tmp_path / "slowed"
+    first, second = start_worker(stack, SLOW_WORKER.format(method=SLOWED[part], marker=str(marker))), None
     try:
-        for _ in range(3000):  # until the step runs on the first worker
-            if await running_activity(stack, f"backtest-{interrupted}") == step:
+        for _ in range(6000):  # until the activity is inside the slowed call
+            if marker.exists():
                 break
             await asyncio.sleep(0.01)
+        assert await running_activity(stack, f"backtest-{interrupted}") == RUN_IN_SLOT
         await asyncio.sleep(1)  # inside the slowed call
         first.send_signal(signal.SIGKILL)
         first.wait()
@@ -195,8 +200,7 @@ async def test_killed_worker_mid_backtest_gives_the_uninterrupted_result(idle_st
         uninterrupted = await completed_result(stack, headers, await submit())
     finally:
         await stop_workers(stack, first, second)
-    (other,) = set(SLOWED) - {step}
-    assert activity_attempts(history, step) == [2] and activity_attempts(history, other) == [1]
+    assert activity_attempts(history, RUN_IN_SLOT) == [2]
     assert resumed["metrics"]["barCount"] > 10_000
     for key in ("equityCurve", "dailyReturns", "trades", "metrics"):
         assert resumed[key] == uninterrupted[key], key

@@ -1,34 +1,39 @@
 """A backtest: the job workflow of a ``backtest_run`` job (workflow id ``backtest-<backtest id>``).
 
-First the bars, through the market-data store (syncing only what it lacks); then the engine, in the worker's
-process pool, from an activity that heartbeats its progress and stores the result as it finishes the job.
-``BacktestWorkflow`` is the flow before slots were handed over by signal, kept for runs started under it.
+One activity in the common case, the same number of round trips as a workflow of one no-op activity: it
+claims the user's slot, brings the bars into the store (syncing only what it lacks), runs the engine in the
+worker's process pool, and stores the result as it finishes the job. A job that finds its user's slots taken
+waits for the signal of the job that frees one, then tries again. ``BacktestWorkflow`` is the flow before
+slots were handed over by signal, kept for runs started under it.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
 
-from temporalio import activity, workflow
+from temporalio import workflow
 from temporalio.exceptions import ActivityError, CancelledError
 
-from workflows.job import (
-    CANCELLED_ON_REQUEST,
-    NOT_QUEUED,
-    NOT_RUNNABLE,
-    Claim,
-    ClaimInput,
-    JobInput,
-    JobOutcome,
-    JobSteps,
-    SlotHolder,
-    failure,
-    task_options,
-)
+with workflow.unsafe.imports_passed_through():
+    from workflows.steps import (
+        CANCELLED_ON_REQUEST,
+        LOAD_BARS_ACTIVITY,
+        NOT_QUEUED,
+        NOT_RUNNABLE,
+        RUN_ACTIVITY,
+        BacktestSteps,
+        ClaimInput,
+        ComputeInput,
+        JobInput,
+        JobOutcome,
+        JobSteps,
+        SlotHolder,
+        failure,
+        task_options,
+    )
 
-LOAD_BARS_ACTIVITY = "backtest_load_bars"
-RUN_ACTIVITY = "backtest_run"
+# Runs started before a backtest became one activity ran two: claim and load, then compute and finish.
+ONE_ACTIVITY_PATCH = "backtest-one-activity"
 
 
 def workflow_id(backtest_id: str) -> str:
@@ -42,37 +47,10 @@ class BacktestWorkflow(JobSteps):
         return await self._run_steps(params, [LOAD_BARS_ACTIVITY, RUN_ACTIVITY])
 
 
-# --- since per-user slots are handed over by signal (see workflows/job.py) ------------------------------
-
-PREPARE_ACTIVITY = "backtest_claim_and_load"
-COMPUTE_ACTIVITY = "backtest_compute_and_finish"
-
-
-@dataclass
-class ComputeInput:
-    job_id: str
-    log_lines: list[str] = field(default_factory=list)  # the loading step's, written with the result
-
-
-class BacktestSteps:
-    """The two activities of a backtest, implemented by ``activities.backtests.BacktestActivities``."""
-
-    @activity.defn(name=PREPARE_ACTIVITY)
-    async def claim_and_load(self, claim: ClaimInput) -> Claim:
-        """Claim the user's slot (queued → running) or report that the job waits; then bring the backtest's
-        bars into the store and check there are enough."""
-        raise NotImplementedError
-
-    @activity.defn(name=COMPUTE_ACTIVITY)
-    async def compute_and_finish(self, compute: ComputeInput) -> JobOutcome:
-        """The engine over the stored bars; the result and the job's success in one transaction."""
-        raise NotImplementedError
-
-
 @workflow.defn
 class BacktestWorkflowV2(SlotHolder):
-    """Two activities in the common case, as few round trips as the work allows: claim and load, then compute
-    and finish. A failure or a cancel ends the job in one more."""
+    """The backtest in its user's slot. A failure or a cancel that the activity could not record ends the job
+    in one more activity."""
 
     @workflow.run
     async def run(self, params: JobInput) -> JobOutcome:
@@ -81,6 +59,14 @@ class BacktestWorkflowV2(SlotHolder):
         options = task_options(params)
         lines: list[str] = []
         try:
+            if workflow.patched(ONE_ACTIVITY_PATCH):
+                ran = await self._claimed(
+                    lambda: workflow.execute_activity_method(BacktestSteps.run_in_slot, claim, **options)
+                )
+                if ran.state == NOT_RUNNABLE:
+                    return NOT_QUEUED
+                assert ran.outcome is not None  # a claimed run always ends the job
+                return ran.outcome
             claimed = await self._claimed(
                 lambda: workflow.execute_activity_method(BacktestSteps.claim_and_load, claim, **options)
             )

@@ -23,7 +23,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from core.temporal import KIND, USER_ID
 from domain import jobs as registry
-from workflows.job import JobInput
+from workflows.steps import JobInput
 
 
 class JobRecord(Protocol):
