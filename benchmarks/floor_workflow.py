@@ -14,13 +14,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+import sys
 from datetime import timedelta
+from pathlib import Path
 
 from temporalio import activity, workflow
 
 with workflow.unsafe.imports_passed_through():  # the worker's side: never used inside the sandbox
     from temporalio.client import Client
-    from temporalio.contrib.pydantic import pydantic_data_converter
     from temporalio.worker import Worker
 
 
@@ -37,8 +38,11 @@ class FloorWorkflow:
 
 
 async def serve(address: str, task_queue: str) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from core.temporal import DATA_CONVERTER
+
     # The same data converter as the platform's client, so both pay the same (de)serialisation.
-    client = await Client.connect(address, data_converter=pydantic_data_converter)
+    client = await Client.connect(address, data_converter=DATA_CONVERTER)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -31,13 +31,12 @@ from click.testing import CliRunner, Result
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
 from core.logging import FORMAT, RedactingFilter
 from core.settings import Settings, get_settings
-from core.temporal import SEARCH_ATTRIBUTES
+from core.temporal import DATA_CONVERTER, SEARCH_ATTRIBUTES
 from db.engine import Database
 from db.migrate import upgrade
 from worker import build_worker
@@ -165,7 +164,7 @@ def database_url(request, tmp_path) -> AsyncIterator[str]:
 async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(BIN / "temporal"),
-        data_converter=pydantic_data_converter,
+        data_converter=DATA_CONVERTER,
         search_attributes=list(SEARCH_ATTRIBUTES),
     )
     yield env
@@ -176,7 +175,7 @@ async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
 async def time_skipping_server() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=str(BIN / "temporal-test-server"),
-        data_converter=pydantic_data_converter,
+        data_converter=DATA_CONVERTER,
     )
     # The test server knows no search attributes until told, as a real cluster's operator would.
     await env.client.operator_service.add_search_attributes(

@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from core.temporal import SEARCH_ATTRIBUTES
+from core.temporal import DATA_CONVERTER, SEARCH_ATTRIBUTES
 from db.engine import Database
 from db.models import Job
 from domain.schedules import SYSTEM_TEMPLATES
@@ -173,7 +172,7 @@ async def _persistent_server(db_file: Path, port: int) -> WorkflowEnvironment:
         dev_server_existing_path=str(BIN / "temporal"),
         dev_server_database_filename=str(db_file),
         port=port,
-        data_converter=pydantic_data_converter,
+        data_converter=DATA_CONVERTER,
         search_attributes=list(SEARCH_ATTRIBUTES),
     )
 

@@ -7,10 +7,9 @@ from datetime import timedelta
 
 from sqlalchemy import select
 from temporalio.client import WorkflowExecutionStatus
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from core.temporal import KIND, USER_ID
+from core.temporal import DATA_CONVERTER, KIND, USER_ID
 from db.engine import Database
 from db.models import AuthToken
 from tests.conftest import BIN, open_stack, secret
@@ -53,7 +52,7 @@ async def start_server(db_file) -> WorkflowEnvironment:
     return await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(BIN / "temporal"),
         dev_server_database_filename=str(db_file),
-        data_converter=pydantic_data_converter,
+        data_converter=DATA_CONVERTER,
         search_attributes=[KIND, USER_ID],
     )
 
