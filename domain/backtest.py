@@ -167,6 +167,15 @@ class BarArrays:
         stamps = pd.to_datetime(bars["timestamp"], utc=True).dt.tz_convert(None).to_numpy("datetime64[ns]")
         return cls(stamps, bars["open"].to_numpy(float), bars["close"].to_numpy(float))
 
+    @classmethod
+    def joined(cls, parts: list[BarArrays]) -> BarArrays:
+        """Consecutive runs of bars as one."""
+        return cls(
+            np.concatenate([part.timestamps for part in parts]),
+            np.concatenate([part.open for part in parts]),
+            np.concatenate([part.close for part in parts]),
+        )
+
     def __len__(self) -> int:
         return len(self.close)
 
