@@ -41,7 +41,8 @@ from domain.schedules import reconciler_schedule_id
 from integrations.mail import Mailer, mailer_from_settings
 from integrations.market_data import provider_from_settings
 from workflows.auth_token import AuthTokenWorkflow
-from workflows.backtest import BacktestWorkflow, BacktestWorkflowV2
+from workflows.backtest import BacktestWorkflowV3
+from workflows.backtest_earlier import BacktestWorkflow, BacktestWorkflowV2
 from workflows.job import JobReconcilerWorkflow, JobWorkflow, JobWorkflowV2
 from workflows.scheduled_job import ScheduledJobWorkflow
 from workflows.scheduling import ensure_system_schedules
@@ -56,7 +57,8 @@ WORKFLOWS: Sequence[type] = (
     JobWorkflowV2,
     JobReconcilerWorkflow,
     BacktestWorkflow,  # kept for runs started before BacktestWorkflowV2
-    BacktestWorkflowV2,
+    BacktestWorkflowV2,  # kept for runs started before BacktestWorkflowV3
+    BacktestWorkflowV3,
     ScheduledJobWorkflow,
 )
 # How soon a heartbeat reaches the server at most, and so how soon a running activity learns of a cancel.

@@ -51,11 +51,19 @@ class BacktestActivities(BacktestSteps):
     @activity.defn(name=RUN_IN_SLOT_ACTIVITY)
     async def run_in_slot(self, claim: ClaimInput) -> Claim:
         lines: list[str] = []  # the loading's, written with the job's last transaction
+        loaded: tuple[Backtest, BacktestConfig] | None = None
+
+        async def attempt() -> Claim:
+            nonlocal loaded
+            claimed, loaded = await self._claimed_and_loaded(claim, lines)
+            return claimed
+
         try:
-            claimed = await self._claimed_and_loaded(claim, lines)
+            claimed = await self._jobs.claimed_here(claim.workflow_id, attempt)
             if claimed.state != CLAIMED or claimed.outcome is not None:
                 return claimed
-            outcome = await self.compute_and_finish(ComputeInput(claim.job_id, lines))
+            assert loaded is not None  # claimed, so loaded
+            outcome = await self._finished(claim.job_id, *loaded, lines)
         except ApplicationError as error:
             if not (error.non_retryable and error.type and error.type.isupper()):
                 raise  # retried, or failed by the workflow once retries run out
@@ -67,9 +75,12 @@ class BacktestActivities(BacktestSteps):
 
     @activity.defn(name=PREPARE_ACTIVITY)
     async def claim_and_load(self, claim: ClaimInput) -> Claim:
-        return await self._claimed_and_loaded(claim, [])
+        return (await self._claimed_and_loaded(claim, []))[0]
 
-    async def _claimed_and_loaded(self, claim: ClaimInput, lines: list[str]) -> Claim:
+    async def _claimed_and_loaded(
+        self, claim: ClaimInput, lines: list[str]
+    ) -> tuple[Claim, tuple[Backtest, BacktestConfig] | None]:
+        """The claim, and once claimed the backtest and its config, its bars in the store."""
         stored: int | None = None
         async with self._db.session() as session:
             job, state = await claim_slot(session, claim.job_id, claim.workflow_id, claim.run_id)
@@ -81,28 +92,32 @@ class BacktestActivities(BacktestSteps):
                 stored = await self._market.stored_if_covered(session, config.span().symbol, config.as_sync(), lines)
         if state == NOT_RUNNABLE and job is not None and job.run_id == claim.run_id:
             # Claimed by this run and finished by an earlier attempt whose answer was lost: that outcome stands.
-            return Claim(CLAIMED, outcome=JobOutcome(job.status, job.error_code, job.error_message))
+            return Claim(CLAIMED, outcome=JobOutcome(job.status, job.error_code, job.error_message)), None
         if state != CLAIMED:
-            return Claim(state)
+            return Claim(state), None
         backtest, config = _checked(backtest)
         if config.prices is not None:
             bars = len(config.prices)
         else:
             bars = stored if stored is not None else await self._synced(claim.job_id, config, lines)
         _check_bar_count(backtest, config, bars)
-        return Claim(CLAIMED, lines)
+        return Claim(CLAIMED, lines), (backtest, config)
 
     @activity.defn(name=COMPUTE_ACTIVITY)
     async def compute_and_finish(self, compute: ComputeInput) -> JobOutcome:
         job, backtest, config = await self._rows(compute.job_id)
         if job.status != job_states.RUNNING:  # finished by an earlier attempt, or cancelled meanwhile
             return JobOutcome(job.status, job.error_code, job.error_message)
+        return await self._finished(compute.job_id, backtest, config, compute.log_lines)
+
+    async def _finished(self, job_id: str, backtest: Backtest, config: BacktestConfig, lines: list[str]) -> JobOutcome:
+        """The engine over the stored bars; the result and the job's success in one transaction."""
         bars = await self._bars(config)
         computed = await self._computed(bars, backtest, config)
         body = _body(backtest, config, computed)
-        lines = [*compute.log_lines, _summary(config, backtest, len(bars), computed["metrics"])]
+        lines = [*lines, _summary(config, backtest, len(bars), computed["metrics"])]
         async with self._db.session() as session:
-            job = await session.get_one(Job, compute.job_id, with_for_update=True)
+            job = await session.get_one(Job, job_id, with_for_update=True)
             stored = await session.get(Backtest, backtest.id, with_for_update=True)
             if job.status != job_states.RUNNING:  # cancelled while the engine ran: nothing is stored
                 return JobOutcome(job.status, job.error_code, job.error_message)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -139,12 +142,45 @@ async def _waiting(session: AsyncSession, job: Job) -> list[str]:
 # A queued job younger than this may still be having its workflow started by the process that wrote it.
 LOST_START_GRACE = timedelta(seconds=10)
 
+# A claim waiting in its worker for a slot heartbeats at least this often.
+WAIT_HERE_BEAT_SECONDS = 1.0
+
 
 class JobActivities(JobBookkeeping):
     def __init__(self, db: Database, temporal: Client, settings: Settings) -> None:
         self._db = db
         self._temporal = temporal
         self._settings = settings
+        # Workflow ids of jobs whose claim waits in this worker for a slot (see claimed_here).
+        self._waiting_here: dict[str, asyncio.Event] = {}
+        # Claims that wait here hold activity slots: at most a quarter of them, so that they never crowd
+        # out the work that would free them.
+        self._most_waiting_here = max(1, settings.worker_max_concurrent_activities // 4)
+
+    async def claimed_here(self, workflow_id: str, attempt: Callable[[], Awaitable[Claim]]) -> Claim:
+        """``attempt`` (a claim) until it claims a slot or finds the job not runnable, waiting between
+        attempts for a job finishing in this worker to hand over its slot (``hand_over``). A slot freed in
+        this worker so costs no workflow task, signal or second activity; after ``job_wait_here_seconds``, or when
+        too many claims already wait here, the job is reported waiting and its workflow waits for the
+        ``slot_freed`` signal, which covers slots freed by any worker."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._settings.job_wait_here_seconds
+        while True:
+            # Registered before the attempt: a slot freed while its transaction commits is not missed.
+            woken = self._waiting_here[workflow_id] = asyncio.Event()
+            try:
+                claim = await attempt()
+                if claim.state != WAITING or len(self._waiting_here) > self._most_waiting_here:
+                    return claim
+                while not woken.is_set() and (left := deadline - loop.time()) > 0:
+                    activity.heartbeat("waiting for a slot")
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(woken.wait(), min(left, WAIT_HERE_BEAT_SECONDS))
+                if not woken.is_set():
+                    return claim
+            finally:
+                if self._waiting_here.get(workflow_id) is woken:
+                    del self._waiting_here[workflow_id]
 
     @activity.defn(name=START_ACTIVITY)
     async def start_job(self, job_id: str, workflow_id: str, run_id: str) -> bool:
@@ -163,9 +199,12 @@ class JobActivities(JobBookkeeping):
 
     @activity.defn(name=CLAIM_ACTIVITY)
     async def claim_slot(self, claim: ClaimInput) -> Claim:
-        async with self._db.session() as session:
-            _, state = await claim_slot(session, claim.job_id, claim.workflow_id, claim.run_id)
-        return Claim(state)
+        async def attempt() -> Claim:
+            async with self._db.session() as session:
+                _, state = await claim_slot(session, claim.job_id, claim.workflow_id, claim.run_id)
+            return Claim(state)
+
+        return await self.claimed_here(claim.workflow_id, attempt)
 
     @activity.defn(name=FINISH_AND_HAND_OVER_ACTIVITY)
     async def finish(self, finish: FinishInput) -> None:
@@ -175,9 +214,14 @@ class JobActivities(JobBookkeeping):
         await self.hand_over(waiting)
 
     async def hand_over(self, waiting: list[str]) -> None:
-        """Wake the jobs that can take the freed slots. A signal that fails is covered by the waiting job's
-        own timer, so it never fails the job that finished."""
+        """Wake the jobs that can take the freed slots: in this worker when their claim waits here, else by
+        signal. A signal that fails is covered by the waiting job's own timer, so it never fails the job
+        that finished."""
         for workflow_id in waiting:
+            woken = self._waiting_here.pop(workflow_id, None)
+            if woken is not None:
+                woken.set()
+                continue
             try:
                 await self._temporal.get_workflow_handle(workflow_id).signal(SLOT_FREED_SIGNAL)
             except RPCError as error:

@@ -69,7 +69,6 @@ from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,7 +78,7 @@ from api.app import create_app  # noqa: E402
 from benchmarks.floor_workflow import FloorWorkflow  # noqa: E402
 from cli.stack import temporal_binary  # noqa: E402
 from core.settings import Settings  # noqa: E402
-from core.temporal import SEARCH_ATTRIBUTES  # noqa: E402
+from core.temporal import DATA_CONVERTER, SEARCH_ATTRIBUTES  # noqa: E402
 from db.migrate import upgrade  # noqa: E402
 from domain import backtest as backtests  # noqa: E402
 from domain import strategies as strategy_rules  # noqa: E402
@@ -398,7 +397,7 @@ async def strategies(http: httpx.AsyncClient, headers: list[dict[str, str]], cas
 async def orchestrated(args: argparse.Namespace, database_url: str, tmp: Path) -> dict[str, Any]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_binary(),
-        data_converter=pydantic_data_converter,
+        data_converter=DATA_CONVERTER,
         search_attributes=list(SEARCH_ATTRIBUTES),
         dev_server_log_level="error",
     )

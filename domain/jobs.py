@@ -105,7 +105,7 @@ REGISTRY: dict[str, TaskType] = {
             INTERACTIVE,
             "Backtest a strategy over stored bars, syncing what is missing.",
             payload=BacktestRunPayload,
-            workflow="BacktestWorkflowV2",
+            workflow="BacktestWorkflowV3",
             id_prefix="backtest",
             id_field="backtestId",
             started_by=RECORD_ROUTE,

@@ -13,17 +13,14 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 import db.models  # noqa: F401
 from core.logging import RedactingFilter, redact
-from core.temporal import SEARCH_ATTRIBUTES
+from core.temporal import DATA_CONVERTER, SEARCH_ATTRIBUTES
 from db.base import Base
 from db.engine import sync_url
-from workflows.auth_token import AuthTokenWorkflow
-from workflows.backtest import BacktestWorkflow, BacktestWorkflowV2
-from workflows.job import JobWorkflow, JobWorkflowV2
+from worker import WORKFLOWS
 
 HISTORIES = Path(__file__).parent / "histories"
 
@@ -80,17 +77,17 @@ def test_redaction_applies_to_arguments_and_tracebacks():
 
 async def test_recorded_token_workflow_histories_replay():
     """Histories of real runs (tokens consumed and expired, jobs and backtests succeeded and failed, and of the
-    V2 job types: completed, failed, cancelled, woken from a wait for a slot, with a backtest's two activities
-    and with its one) must replay: a change that would break workflows in flight fails here. The V2 job's and
-    the one-activity backtest's histories are written by tests/test_job_path.py when run with
-    QUANTPOLY_RECORD_HISTORIES=1; the two-activity backtest's are kept as recorded."""
+    later job and backtest types: completed, failed, cancelled, woken from a wait for a slot; BacktestWorkflowV2
+    with two activities and, patched, with one) must replay: a change that would break workflows in flight
+    fails here. The V2 job's and BacktestWorkflowV3's histories are written by tests/test_job_path.py when run
+    with QUANTPOLY_RECORD_HISTORIES=1; the earlier ones are kept as recorded."""
     histories = [
         WorkflowHistory.from_json(path.stem, json.loads(path.read_text())) for path in sorted(HISTORIES.glob("*.json"))
     ]
-    assert len(histories) >= 15
+    assert len(histories) >= 20
     replayer = Replayer(
-        workflows=[AuthTokenWorkflow, JobWorkflow, BacktestWorkflow, JobWorkflowV2, BacktestWorkflowV2],
-        data_converter=pydantic_data_converter,
+        workflows=list(WORKFLOWS),  # every type the worker runs, earlier ones included
+        data_converter=DATA_CONVERTER,
     )
     for history in histories:
         result = await replayer.replay_workflow(history, raise_on_replay_failure=False)

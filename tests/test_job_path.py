@@ -1,4 +1,4 @@
-"""The job path: a user's jobs take their concurrency slot in turn, each woken by the job that frees it; a
+"""The job path: a user's jobs take their concurrency slot in turn, each handed it by the job that frees it; a
 running backtest that is cancelled stops and stores nothing; parallel claims never exceed the tier's limit.
 
 With QUANTPOLY_RECORD_HISTORIES=1 these tests also write the histories of their runs to tests/histories,
@@ -49,31 +49,58 @@ def signals_received(history: WorkflowHistory) -> int:
     )
 
 
-async def test_a_users_backtests_take_the_slot_in_turn_woken_by_signal(idle_stack):
-    """Four backtests of one user, all queued before a worker runs: one claims the user's single slot, the
-    others wait and are woken in turn by the job that finishes; one fails, which frees its slot too."""
-    stack = idle_stack
+async def queued_then_run(stack, configs: list[dict], settings: Settings) -> tuple[dict, list, list, list]:
+    """Backtests of one new user, all queued before a worker (with ``settings``) runs them: their views,
+    jobs and workflow histories, once all have settled; the jobs ran one at a time, in the user's slot."""
     async with build_worker(stack.temporal, stack.settings, Database.from_settings(stack.settings)):
         _, _, headers = await stack.new_account(PASSWORD)  # its verification mail needs a worker
     strategy = await active_strategy(stack, headers, "moving_average", shortWindow=5, longWindow=60)
-    too_short = {**CONFIG, "startDate": "2023-11-01", "endDate": "2023-12-31"}
-    configs = [CONFIG, CONFIG, too_short, CONFIG]
     ids = [(await submit(stack, headers, strategy["id"], config))["backtestTask"]["id"] for config in configs]
-    async with build_worker(stack.temporal, stack.settings, Database.from_settings(stack.settings)):
+    async with build_worker(stack.temporal, settings, Database.from_settings(settings)):
         views = [await settled(stack, headers, backtest_id) for backtest_id in ids]
         histories = [await stack.temporal.get_workflow_handle(f"backtest-{i}").fetch_history() for i in ids]
-    assert [v["status"] for v in views] == ["completed", "completed", "failed", "completed"], views
-    assert views[2]["error"]["code"] == "BACKTEST_INSUFFICIENT_DATA"
     jobs = [data(await stack.http.get(f"/jobs/{v['jobId']}", headers=headers)) for v in views]
     in_turn = sorted((job["startedAt"], job["finishedAt"]) for job in jobs)
     assert all(finished <= started for (_, finished), (started, _) in zip(in_turn, in_turn[1:], strict=False))
+    return headers, views, jobs, histories
+
+
+def activities_scheduled(history: WorkflowHistory) -> int:
+    return sum(1 for event in history.events if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED)
+
+
+async def test_a_users_backtests_hand_the_slot_over_in_their_worker(idle_stack):
+    """Three backtests of one user queued at once on one worker: one claims the user's single slot, the
+    others wait for it inside their activity and take it from the job finishing in the same worker, so
+    each backtest is still one activity and no workflow is signalled."""
+    configs = [CONFIG, CONFIG, CONFIG]
+    _, views, jobs, histories = await queued_then_run(idle_stack, configs, idle_stack.settings)
+    assert [v["status"] for v in views] == ["completed"] * 3, views
+    assert [activities_scheduled(h) for h in histories] == [1, 1, 1]
+    assert [signals_received(h) for h in histories] == [0, 0, 0]
+    last = max(range(len(jobs)), key=lambda i: jobs[i]["startedAt"])
+    await keep_history(idle_stack, f"backtest-{views[last]['id']}", "backtest_v3_waited_in_worker")
+
+
+async def test_a_users_backtests_take_the_slot_in_turn_woken_by_signal(idle_stack):
+    """Four backtests of one user whose claims do not wait in their worker (as when the slot is freed by
+    another worker): one claims the user's single slot, the others report waiting and are woken in turn by
+    the signal of the job that finishes; one fails, which frees its slot too."""
+    stack = idle_stack
+    too_short = {**CONFIG, "startDate": "2023-11-01", "endDate": "2023-12-31"}
+    configs = [CONFIG, CONFIG, too_short, CONFIG]
+    signalled = stack.settings.model_copy(update={"job_wait_here_seconds": 0})
+    _, views, jobs, histories = await queued_then_run(stack, configs, signalled)
+    ids = [view["id"] for view in views]
+    assert [v["status"] for v in views] == ["completed", "completed", "failed", "completed"], views
+    assert views[2]["error"]["code"] == "BACKTEST_INSUFFICIENT_DATA"
     woken = [signals_received(history) for history in histories]
     assert sum(woken) >= 2, woken  # at least the jobs that started last were woken by a signal
     first_ran = min(range(len(jobs)), key=lambda i: jobs[i]["startedAt"])
     waited = max(range(len(jobs)), key=lambda i: woken[i])
-    await keep_history(stack, f"backtest-{ids[first_ran]}", "backtest_one_activity_completed")
-    await keep_history(stack, f"backtest-{ids[waited]}", "backtest_one_activity_waited_for_slot")
-    await keep_history(stack, f"backtest-{ids[2]}", "backtest_one_activity_failed")
+    await keep_history(stack, f"backtest-{ids[first_ran]}", "backtest_v3_completed")
+    await keep_history(stack, f"backtest-{ids[waited]}", "backtest_v3_waited_for_signal")
+    await keep_history(stack, f"backtest-{ids[2]}", "backtest_v3_failed")
 
 
 async def test_a_running_backtest_cancelled_stops_at_once_and_stores_nothing(stack):
@@ -88,7 +115,7 @@ async def test_a_running_backtest_cancelled_stops_at_once_and_stores_nothing(sta
     # The answer waits for the workflow's end (a few seconds at most): it must already say cancelled.
     cancelled = data(await stack.http.post(f"/backtests/{backtest_id}/cancel", headers=headers))
     assert cancelled["status"] == "cancelled", cancelled
-    history = await keep_history(stack, workflow_id, "backtest_one_activity_cancelled")
+    history = await keep_history(stack, workflow_id, "backtest_v3_cancelled")
     requested = [e for e in history.events if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED]
     assert requested, "the running activity was not asked to stop"
 
@@ -132,7 +159,8 @@ async def test_parallel_claims_never_exceed_the_users_limit(database_url):
                 for i in range(8)
             ]
             session.add_all(jobs)
-        claimer = JobActivities(db, None, Settings(database_url=database_url))
+        # Claims that find no free slot answer at once, rather than wait in the worker for one.
+        claimer = JobActivities(db, None, Settings(database_url=database_url, job_wait_here_seconds=0))
         claims = await asyncio.gather(*(claimer.claim_slot(ClaimInput(job.id, f"job-{job.id}", "run")) for job in jobs))
         async with db.session() as session:
             running = await session.scalar(select(func.count()).select_from(Job).where(Job.status == "running"))

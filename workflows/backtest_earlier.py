@@ -1,10 +1,8 @@
-"""A backtest: the job workflow of a ``backtest_run`` job (workflow id ``backtest-<backtest id>``).
-
-One activity in the common case, the same number of round trips as a workflow of one no-op activity: it
-claims the user's slot, brings the bars into the store (syncing only what it lacks), runs the engine in the
-worker's process pool, and stores the result as it finishes the job. A job that finds its user's slots taken
-waits for the signal of the job that frees one, then tries again. ``BacktestWorkflow`` is the flow before
-slots were handed over by signal, kept for runs started under it.
+"""The flows of a backtest before ``BacktestWorkflowV3`` (``workflows.backtest``), kept registered for runs
+started under them: ``BacktestWorkflow`` ran claim, load, run and finish as activities, retrying the claim;
+``BacktestWorkflowV2`` waited for the ``slot_freed`` signal, then ran two activities (claim and load, then
+compute and finish) or, behind the ``backtest-one-activity`` patch, one. A module of their own, because the
+sandbox executes a workflow's module for every run of it.
 """
 
 from __future__ import annotations
@@ -34,10 +32,6 @@ with workflow.unsafe.imports_passed_through():
 
 # Runs started before a backtest became one activity ran two: claim and load, then compute and finish.
 ONE_ACTIVITY_PATCH = "backtest-one-activity"
-
-
-def workflow_id(backtest_id: str) -> str:
-    return f"backtest-{backtest_id}"
 
 
 @workflow.defn
