@@ -51,7 +51,7 @@ class BacktestActivities(BacktestSteps):
     @activity.defn(name=RUN_IN_SLOT_ACTIVITY)
     async def run_in_slot(self, claim: ClaimInput) -> Claim:
         lines: list[str] = []  # the loading's, written with the job's last transaction
-        loaded: tuple[Backtest, BacktestConfig] | None = None
+        loaded: tuple[Backtest, BacktestConfig, int | None] | None = None
 
         async def attempt() -> Claim:
             nonlocal loaded
@@ -63,7 +63,8 @@ class BacktestActivities(BacktestSteps):
             if claimed.state != CLAIMED or claimed.outcome is not None:
                 return claimed
             assert loaded is not None  # claimed, so loaded
-            outcome = await self._finished(claim.job_id, *loaded, lines)
+            backtest, config, count = loaded
+            outcome = await self._finished(claim.job_id, backtest, config, lines, count)
         except ApplicationError as error:
             if not (error.non_retryable and error.type and error.type.isupper()):
                 raise  # retried, or failed by the workflow once retries run out
@@ -79,8 +80,9 @@ class BacktestActivities(BacktestSteps):
 
     async def _claimed_and_loaded(
         self, claim: ClaimInput, lines: list[str]
-    ) -> tuple[Claim, tuple[Backtest, BacktestConfig] | None]:
-        """The claim, and once claimed the backtest and its config, its bars in the store."""
+    ) -> tuple[Claim, tuple[Backtest, BacktestConfig, int | None] | None]:
+        """The claim, and once claimed the backtest, its config and, when the claim's transaction counted them,
+        the count of its bars in the store."""
         stored: int | None = None
         async with self._db.session() as session:
             job, state = await claim_slot(session, claim.job_id, claim.workflow_id, claim.run_id)
@@ -101,7 +103,7 @@ class BacktestActivities(BacktestSteps):
         else:
             bars = stored if stored is not None else await self._synced(claim.job_id, config, lines)
         _check_bar_count(backtest, config, bars)
-        return Claim(CLAIMED, lines), (backtest, config)
+        return Claim(CLAIMED, lines), (backtest, config, stored)
 
     @activity.defn(name=COMPUTE_ACTIVITY)
     async def compute_and_finish(self, compute: ComputeInput) -> JobOutcome:
@@ -110,9 +112,12 @@ class BacktestActivities(BacktestSteps):
             return JobOutcome(job.status, job.error_code, job.error_message)
         return await self._finished(compute.job_id, backtest, config, compute.log_lines)
 
-    async def _finished(self, job_id: str, backtest: Backtest, config: BacktestConfig, lines: list[str]) -> JobOutcome:
-        """The engine over the stored bars; the result and the job's success in one transaction."""
-        bars = await self._bars(config)
+    async def _finished(
+        self, job_id: str, backtest: Backtest, config: BacktestConfig, lines: list[str], count: int | None = None
+    ) -> JobOutcome:
+        """The engine over the stored bars (``count`` of them, when the claim counted them); the result and the
+        job's success in one transaction."""
+        bars = await self._bars(config, count)
         computed = await self._computed(bars, backtest, config)
         body = _body(backtest, config, computed)
         lines = [*lines, _summary(config, backtest, len(bars), computed["metrics"])]
@@ -142,13 +147,17 @@ class BacktestActivities(BacktestSteps):
             )
         return item["rowCount"]
 
-    async def _bars(self, config: BacktestConfig) -> BarArrays:
+    async def _bars(self, config: BacktestConfig, count: int | None = None) -> BarArrays:
         inline = config.inline_bars()  # an inline series replaces the provider's bars, never mixes with them
         if inline is not None:
             return BarArrays.of(inline)
         span = config.span()
         return await self._market.stored_arrays(
-            span.symbol, span.timeframe, config.as_sync(), lambda read: activity.heartbeat(f"read {read} bars")
+            span.symbol,
+            span.timeframe,
+            config.as_sync(),
+            lambda read: activity.heartbeat(f"read {read} bars"),
+            count,
         )
 
     async def _computed(self, bars: BarArrays, backtest: Backtest, config: BacktestConfig) -> dict[str, Any]:

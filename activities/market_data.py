@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -40,6 +41,36 @@ from integrations.market_data import MarketDataProvider
 INSERT_CHUNK = 1000
 READ_PAGE = 20_000  # bars per query when reading a range for the engine: a heartbeat between pages
 SETTLE_TIME = timedelta(days=1)
+KEPT_BARS = 2_000_000  # bars a worker process keeps for the engine (24 bytes each: about 48 MB)
+
+
+class KeptArrays:
+    """Ranges of bars a worker process has read for the engine, the least recently used dropped first, within
+    a budget of bars. A range is kept under its bar count: stored bars are only ever added (a bar is written
+    once per source, never updated), so a range that holds as many bars as when it was read holds the same
+    ones."""
+
+    def __init__(self, budget: int) -> None:
+        self._budget = budget
+        self._kept: OrderedDict[tuple[Any, ...], BarArrays] = OrderedDict()
+        self._bars = 0
+
+    def get(self, key: tuple[Any, ...]) -> BarArrays | None:
+        arrays = self._kept.get(key)
+        if arrays is not None:
+            self._kept.move_to_end(key)
+        return arrays
+
+    def keep(self, key: tuple[Any, ...], arrays: BarArrays) -> None:
+        if len(arrays) > self._budget or key in self._kept:
+            return
+        for array in (arrays.timestamps, arrays.open, arrays.close):
+            array.flags.writeable = False  # shared by every run that reads the range
+        self._kept[key] = arrays
+        self._bars += len(arrays)
+        while self._bars > self._budget:
+            _, dropped = self._kept.popitem(last=False)
+            self._bars -= len(dropped)
 
 
 class MarketDataActivities:
@@ -48,6 +79,7 @@ class MarketDataActivities:
         self._provider = provider
         self._parallelism = settings.market_sync_parallelism
         self._max_bars = settings.market_max_bars_per_request
+        self._kept = KeptArrays(KEPT_BARS)
 
     @activity.defn(name="market_data_sync")
     async def sync(self, job_id: str) -> dict[str, Any]:
@@ -208,10 +240,28 @@ class MarketDataActivities:
         )
 
     async def stored_arrays(
+        self,
+        symbol: str,
+        timeframe: str,
+        request: SyncRequest,
+        on_progress: Callable[[int], None],
+        count: int | None = None,
+    ) -> BarArrays:
+        """The stored bars of one symbol in the request's range, in time order, as the engine's arrays. Given
+        the ``count`` of bars the range holds (as the caller's transaction counted them), a range this process
+        has read with as many bars is not read again; otherwise read in pages, each one reported to
+        ``on_progress`` (bars read so far)."""
+        key = (self._provider.source, symbol, timeframe, request.start, request.end)
+        kept = self._kept.get((*key, count)) if count is not None else None
+        if kept is not None:
+            return kept
+        arrays = await self._read_arrays(symbol, timeframe, request, on_progress)
+        self._kept.keep((*key, len(arrays)), arrays)
+        return arrays
+
+    async def _read_arrays(
         self, symbol: str, timeframe: str, request: SyncRequest, on_progress: Callable[[int], None]
     ) -> BarArrays:
-        """The stored bars of one symbol in the request's range, in time order, as the engine's arrays: read
-        in pages, each one reported to ``on_progress`` (bars read so far)."""
         stamp = _utc_text(MarketBar.timestamp, self._db.engine.dialect.name)
         pages: list[BarArrays] = []
         after: datetime | None = None  # the last timestamp read: the next page starts after it

@@ -5,12 +5,19 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+from datetime import UTC, date, datetime
 
 import pytest
 import uvicorn
 import websockets
 
+from activities.market_data import MarketDataActivities
 from api.app import create_app
+from core.settings import Settings
+from db.engine import Database
+from db.models import MarketBar
+from domain.market import SyncRequest
+from integrations.market_data import provider_from_settings
 from tests.conftest import data, open_stack
 
 PASSWORD = "Market1Password"
@@ -199,3 +206,46 @@ async def test_stream_requires_a_session_and_limits_connections(served):
     finally:
         for ws in open_sockets:
             await ws.close()
+
+
+async def test_a_range_read_for_the_engine_is_kept_while_it_holds_the_same_bars(database_url):
+    """A worker reads a range of bars for the engine once, and again only when the range holds more bars."""
+    settings = Settings(database_url=database_url, market_data_provider="synthetic")
+    db = Database.from_settings(settings)
+    market = MarketDataActivities(db, provider_from_settings(settings), settings)
+    source = provider_from_settings(settings).source
+    request = SyncRequest(symbols=["KEPT"], start_date=date(2024, 1, 1), end_date=date(2024, 1, 31))
+    days = [datetime(2024, 1, day, tzinfo=UTC) for day in range(2, 12)]
+
+    async def store(moments: list[datetime]) -> None:
+        async with db.session() as session:
+            session.add_all(
+                MarketBar(
+                    symbol="KEPT",
+                    timeframe="1Day",
+                    timestamp=at,
+                    source=source,
+                    open=1.0,
+                    high=2.0,
+                    low=0.5,
+                    close=1.5 + at.day,
+                    volume=10.0,
+                )
+                for at in moments
+            )
+
+    try:
+        await store(days[:-1])
+        reads: list[int] = []
+        first = await market.stored_arrays("KEPT", "1Day", request, reads.append, count=len(days) - 1)
+        again = await market.stored_arrays("KEPT", "1Day", request, reads.append, count=len(days) - 1)
+        assert again is first and reads == [len(days) - 1]  # read once
+        assert not first.close.flags.writeable  # shared by the runs that read the range
+
+        await store(days[-1:])  # the range now holds one more bar: read again, all of them
+        grown = await market.stored_arrays("KEPT", "1Day", request, reads.append, count=len(days))
+        assert reads == [len(days) - 1, len(days)] and grown.close.tolist() == [1.5 + at.day for at in days]
+        uncounted = await market.stored_arrays("KEPT", "1Day", request, reads.append)
+        assert len(uncounted) == len(days) and len(reads) == 3  # no count given: always read
+    finally:
+        await db.dispose()
