@@ -1,9 +1,10 @@
 """A backtest's activities: claim the user's slot and bring the bars into the store, then run the engine in the
 worker's process pool and store the result as the job finishes.
 
-Heartbeats come from the work itself (each fetch and stored chunk, each page of bars read, the engine's
-start): they carry its progress, and their answers carry a cancel request, which stops the activity and drops
-an engine run still waiting for a process.
+Heartbeats come from the work itself (each fetch and stored chunk, each page of bars read, the start of a long
+engine run, each second of a wait for a slot): they carry its progress, and their answers carry a cancel
+request, which stops the activity and drops an engine run still waiting for a process. A run short enough to
+send none ends before a heartbeat's answer could come back.
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ from workflows.steps import (
     FinishInput,
     JobOutcome,
 )
+
+# Runs over this many bars or more announce themselves with a heartbeat, whose answer can bring a cancel
+# request while the engine runs; a shorter run (about 2 µs a bar) has ended before that answer could come back.
+LONG_ENGINE_BARS = 50_000
 
 
 class BacktestActivities(BacktestSteps):
@@ -161,7 +166,8 @@ class BacktestActivities(BacktestSteps):
         )
 
     async def _computed(self, bars: BarArrays, backtest: Backtest, config: BacktestConfig) -> dict[str, Any]:
-        activity.heartbeat(f"engine over {len(bars)} bars")
+        if len(bars) >= LONG_ENGINE_BARS:
+            activity.heartbeat(f"engine over {len(bars)} bars")
         run = self._engines.submit(backtests.run_arrays, bars, backtest.template, backtest.parameters, config)
         try:
             return await asyncio.wrap_future(run)

@@ -173,9 +173,10 @@ class JobActivities(JobBookkeeping):
                 if claim.state != WAITING or len(self._waiting_here) > self._most_waiting_here:
                     return claim
                 while not woken.is_set() and (left := deadline - loop.time()) > 0:
-                    activity.heartbeat("waiting for a slot")
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(woken.wait(), min(left, WAIT_HERE_BEAT_SECONDS))
+                    if not woken.is_set():  # a wait shorter than a beat costs the server no heartbeat
+                        activity.heartbeat("waiting for a slot")
                 if not woken.is_set():
                     return claim
             finally:
