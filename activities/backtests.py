@@ -15,16 +15,19 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.jobs import JobActivities, activity_error, append_log, claim_slot, record_outcome, set_progress
 from activities.market_data import MarketDataActivities, heartbeating
+from db.base import json_text
 from db.engine import Database
 from db.models import Backtest, Job
 from domain import backtest as backtests
 from domain import jobs as job_states
-from domain.backtest import BacktestConfig, BarArrays, InsufficientData
+from domain.backtest import BacktestConfig, BarArrays, InsufficientData, ResultJson
 from workflows.steps import (
     CLAIMED,
     COMPUTE_ACTIVITY,
@@ -124,17 +127,14 @@ class BacktestActivities(BacktestSteps):
         job's success in one transaction."""
         bars = await self._bars(config, count)
         computed = await self._computed(bars, backtest, config)
-        body = _body(backtest, config, computed)
-        lines = [*lines, _summary(config, backtest, len(bars), computed["metrics"])]
+        lines = [*lines, _summary(config, backtest, len(bars), computed.metrics)]
         async with self._db.session() as session:
             job = await session.get_one(Job, job_id, with_for_update=True)
-            stored = await session.get(Backtest, backtest.id, with_for_update=True)
             if job.status != job_states.RUNNING:  # cancelled while the engine ran: nothing is stored
                 return JobOutcome(job.status, job.error_code, job.error_message)
-            if stored is not None and stored.job_id == job.id:  # not deleted, nor superseded by a retry
-                stored.result, stored.metrics = body, body["metrics"]
+            await _store(session, backtest.id, job_id, computed)
             outcome = JobOutcome(job_states.SUCCEEDED)
-            result = {"backtestId": body["taskId"], "metrics": body["metrics"]}
+            result = {"backtestId": backtest.id, "metrics": computed.metrics}
             waiting = await record_outcome(session, job, outcome, result, lines)
         await self._jobs.hand_over(waiting)
         return outcome
@@ -165,10 +165,11 @@ class BacktestActivities(BacktestSteps):
             count,
         )
 
-    async def _computed(self, bars: BarArrays, backtest: Backtest, config: BacktestConfig) -> dict[str, Any]:
+    async def _computed(self, bars: BarArrays, backtest: Backtest, config: BacktestConfig) -> ResultJson:
         if len(bars) >= LONG_ENGINE_BARS:
             activity.heartbeat(f"engine over {len(bars)} bars")
-        run = self._engines.submit(backtests.run_arrays, bars, backtest.template, backtest.parameters, config)
+        header = _header(backtest, config)
+        run = self._engines.submit(backtests.run_as_json, bars, backtest.template, backtest.parameters, config, header)
         try:
             return await asyncio.wrap_future(run)
         except asyncio.CancelledError:
@@ -205,15 +206,12 @@ class BacktestActivities(BacktestSteps):
             _, backtest, config = await self._rows(job_id)
             bars = await self._bars(config)
             computed = await self._computed(bars, backtest, config)
-            body = _body(backtest, config, computed)
             async with self._db.session() as session:
                 job = await session.get_one(Job, job_id, with_for_update=True)
-                stored = await session.get(Backtest, backtest.id, with_for_update=True)
-                # Only the backtest's current run, still running: not one cancelled meanwhile or superseded.
-                if stored is not None and stored.job_id == job_id and job.status == job_states.RUNNING:
-                    stored.result, stored.metrics = body, body["metrics"]
-            await append_log(self._db, job_id, _summary(config, backtest, len(bars), computed["metrics"]))
-            return {"backtestId": backtest.id, "metrics": computed["metrics"]}
+                if job.status == job_states.RUNNING:  # not cancelled meanwhile
+                    await _store(session, backtest.id, job_id, computed)
+            await append_log(self._db, job_id, _summary(config, backtest, len(bars), computed.metrics))
+            return {"backtestId": backtest.id, "metrics": computed.metrics}
 
 
 def _checked(backtest: Backtest | None) -> tuple[Backtest, BacktestConfig]:
@@ -253,7 +251,17 @@ def _check_bar_count(backtest: Backtest, config: BacktestConfig, bars: int) -> N
         )
 
 
-def _body(backtest: Backtest, config: BacktestConfig, computed: dict[str, Any]) -> dict[str, Any]:
+async def _store(session: AsyncSession, backtest_id: str, job_id: str, computed: ResultJson) -> None:
+    """The result on the backtest, unless it was deleted or another run superseded this job (a retry)."""
+    await session.execute(
+        update(Backtest)
+        .where(Backtest.id == backtest_id, Backtest.job_id == job_id)
+        .values(result=json_text(computed.body, session), metrics=computed.metrics)
+    )
+
+
+def _header(backtest: Backtest, config: BacktestConfig) -> dict[str, Any]:
+    """The result body's fields that say what was run; the engine's process adds what it computed."""
     span = config.span()
     return {
         "taskId": backtest.id,
@@ -265,7 +273,6 @@ def _body(backtest: Backtest, config: BacktestConfig, computed: dict[str, Any]) 
         "startDate": span.start_date.isoformat(),
         "endDate": span.end_date.isoformat(),
         "config": backtest.config,
-        **computed,
     }
 
 

@@ -71,10 +71,9 @@ async def claim_slot(session: AsyncSession, job_id: str, workflow_id: str, run_i
         return job, CLAIMED  # a retried attempt of the run that claimed it
     if job is None or job.status != lifecycle.QUEUED:
         return job, NOT_RUNNABLE
+    # The job's row is locked (FOR UPDATE; on SQLite the transaction holds the write lock from its start), so
+    # what was read of it stands; the slot's lock is for counting its peers.
     await serialize(session, slot_key(job))
-    await session.refresh(job)  # SQLite read it before the lock: read it again under it
-    if job.status != lifecycle.QUEUED:
-        return job, NOT_RUNNABLE
     running = await _running(session, job)
     if running >= lifecycle.REGISTRY[job.task_type].tier.concurrency_limit:
         job.error_code, job.error_message = "CONCURRENCY_LIMIT_EXCEEDED", f"waiting: {running} running"

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import DateTime, MetaData, String, TypeDecorator
+from sqlalchemy import JSON, DateTime, MetaData, String, Text, TypeDecorator, cast, literal
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING_CONVENTION = {
@@ -23,6 +25,12 @@ def utcnow() -> datetime:
 
 def new_id() -> str:
     return str(uuid.uuid4())
+
+
+def json_text(text: str, session: AsyncSession) -> Any:
+    """JSON already encoded, as the value of a JSON column: stored as it is, not decoded and encoded again."""
+    value = literal(text, Text)
+    return cast(value, JSON) if session.get_bind().dialect.name == "postgresql" else value
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 
 import numpy as np
+import orjson
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
@@ -207,6 +208,23 @@ def run_arrays(bars: BarArrays, template: str, parameters: dict[str, Any], confi
         "trades": _trade_rows(outcome.trades, rule, config.symbol, stamps),
         "metrics": {key: _finite(value) for key, value in summary.items()},
     }
+
+
+@dataclass(frozen=True)
+class ResultJson:
+    body: str  # the whole result body, as JSON text
+    metrics: dict[str, Any]
+
+
+def run_as_json(
+    bars: BarArrays, template: str, parameters: dict[str, Any], config: BacktestConfig, header: dict[str, Any]
+) -> ResultJson:
+    """``run_arrays`` for a process pool: the result body (``header``, then what the run computed) as JSON
+    text, made where it was computed, so that the process that stores it neither unpickles nor encodes a
+    result's per-bar lists; and its metrics."""
+    computed = run_arrays(bars, template, parameters, config)
+    body = orjson.dumps({**header, **computed}, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+    return ResultJson(body, computed["metrics"])
 
 
 def _trade_rows(trades: list[engine.Trade], rule: signals.Signals, symbol: str, stamps: list[str]) -> list[dict]:
