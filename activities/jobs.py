@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
@@ -118,24 +119,33 @@ async def _running(session: AsyncSession, job: Job) -> int:
 
 
 async def _waiting(session: AsyncSession, job: Job) -> list[str]:
-    """The oldest jobs that found no free slot, as many as slots are free once ``job`` has stopped running."""
+    """The oldest jobs that found no free slot, as many as slots are free once ``job`` has stopped running:
+    one query, each waiting job's row carrying the count of its peers still running."""
     await session.flush()
-    free = lifecycle.REGISTRY[job.task_type].tier.concurrency_limit - await _running(session, job)
-    if free <= 0:
-        return []
-    rows = await session.scalars(
-        select(Job.dispatch_id)
-        .where(
-            Job.user_id == job.user_id,
-            Job.task_type == job.task_type,
-            Job.status == lifecycle.QUEUED,
-            Job.error_code == "CONCURRENCY_LIMIT_EXCEEDED",
-            Job.dispatch_id.is_not(None),
-        )
-        .order_by(Job.created_at, Job.id)
-        .limit(free)
+    limit = lifecycle.REGISTRY[job.task_type].tier.concurrency_limit
+    peer = aliased(Job)
+    running = (
+        select(func.count())
+        .select_from(peer)
+        .where(peer.user_id == job.user_id, peer.task_type == job.task_type, peer.status == lifecycle.RUNNING)
+        .scalar_subquery()
     )
-    return [workflow_id for workflow_id in rows if workflow_id is not None]
+    rows = (
+        await session.execute(
+            select(Job.dispatch_id, running)
+            .where(
+                Job.user_id == job.user_id,
+                Job.task_type == job.task_type,
+                Job.status == lifecycle.QUEUED,
+                Job.error_code == "CONCURRENCY_LIMIT_EXCEEDED",
+                Job.dispatch_id.is_not(None),
+            )
+            .order_by(Job.created_at, Job.id)
+            .limit(limit)
+        )
+    ).all()
+    free = limit - rows[0][1] if rows else 0
+    return [workflow_id for workflow_id, _ in rows[: max(free, 0)] if workflow_id is not None]
 
 
 # A queued job younger than this may still be having its workflow started by the process that wrote it.

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import func, select, type_coerce
+from sqlalchemy import Select, func, select, type_coerce
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -220,12 +220,10 @@ class MarketDataActivities:
         """In the caller's transaction: when the store already covers the request's range, the bars stored in
         it (and ``sync_symbol``'s log line to ``lines``); else None, and ``sync_symbol`` fetches what lacks."""
         started = time.perf_counter()
-        key = (symbol, request.timeframe, self._provider.source)
-        covered = [(_aware(c.start), _aware(c.end)) for c in await session.scalars(_coverage_of(*key))]
+        covered, count = await self._covered_and_counted(session, symbol, request)
         wanted = (request.start, min(request.end, datetime.now(UTC)))
         if wanted[0] < wanted[1] and missing_spans(wanted, covered):
             return None
-        count = await self._counted(session, symbol, request)
         lines.append(self._sync_line(symbol, request, [], 0, 0, count, started))
         return count
 
@@ -292,10 +290,8 @@ class MarketDataActivities:
         """Rows already stored in the range, and the parts of the range never fetched (holes included).
 
         Nothing after now is asked for: no provider has those bars yet."""
-        key = (symbol, request.timeframe, self._provider.source)
-        async with self._db.session() as session:  # one transaction: the check costs one round of the pool
-            covered = [(_aware(c.start), _aware(c.end)) for c in await session.scalars(_coverage_of(*key))]
-            count = await self._counted(session, symbol, request)
+        async with self._db.session() as session:
+            covered, count = await self._covered_and_counted(session, symbol, request)
         wanted = (request.start, min(request.end, datetime.now(UTC)))
         gaps = missing_spans(wanted, covered) if wanted[0] < wanted[1] else []
         return count, gaps
@@ -305,16 +301,28 @@ class MarketDataActivities:
             return await self._counted(session, symbol, request)
 
     async def _counted(self, session, symbol: str, request: SyncRequest) -> int:
-        count = await session.scalar(
-            select(func.count()).where(
-                MarketBar.symbol == symbol,
-                MarketBar.timeframe == request.timeframe,
-                MarketBar.source == self._provider.source,
-                MarketBar.timestamp >= request.start,
-                MarketBar.timestamp <= request.end,
-            )
+        return await session.scalar(self._count_of(symbol, request)) or 0
+
+    def _count_of(self, symbol: str, request: SyncRequest) -> Select[int]:
+        return select(func.count()).where(
+            MarketBar.symbol == symbol,
+            MarketBar.timeframe == request.timeframe,
+            MarketBar.source == self._provider.source,
+            MarketBar.timestamp >= request.start,
+            MarketBar.timestamp <= request.end,
         )
-        return count or 0
+
+    async def _covered_and_counted(
+        self, session: AsyncSession, symbol: str, request: SyncRequest
+    ) -> tuple[list[Span], int]:
+        """The ranges already fetched for the symbol and the bars stored in the request's range, in one query
+        (each row of coverage carries the count)."""
+        count = self._count_of(symbol, request).scalar_subquery()
+        coverage = _coverage_of(symbol, request.timeframe, self._provider.source)
+        rows = (await session.execute(coverage.with_only_columns(*_SPAN, count))).all()
+        if not rows:  # no coverage: counted on its own (a sync killed before it recorded its range stored some)
+            return [], await self._counted(session, symbol, request)
+        return [(_aware(start), _aware(end)) for start, end, _ in rows], rows[0][2]
 
     async def _store(
         self,
@@ -426,7 +434,10 @@ def _arrays(rows: Sequence[Any]) -> BarArrays:
     return BarArrays(stamps, open_, close)
 
 
-def _coverage_of(symbol: str, timeframe: str, source: str):
+_SPAN = (MarketSyncCoverage.start, MarketSyncCoverage.end)
+
+
+def _coverage_of(symbol: str, timeframe: str, source: str) -> Select[MarketSyncCoverage]:
     return select(MarketSyncCoverage).where(
         MarketSyncCoverage.symbol == symbol,
         MarketSyncCoverage.timeframe == timeframe,
