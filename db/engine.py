@@ -39,11 +39,17 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     dbapi_connection.isolation_level = None
 
 
-def _begin_immediate(connection) -> None:
-    # A transaction takes SQLite's write lock when it begins. Begun deferred, one that read and then wrote
-    # failed at once ("database is locked", SQLITE_BUSY_SNAPSHOT) whenever another connection had committed
-    # in between; begun immediate, it waits for the lock as busy_timeout allows, and reads what it writes on.
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+# Execution option of the connection of a unit of work that only reads (Database.reading).
+READ_ONLY = "quantpoly_read_only"
+
+
+def _begin(connection) -> None:
+    # A transaction that may write takes SQLite's write lock when it begins. Begun deferred, one that read and
+    # then wrote failed at once ("database is locked", SQLITE_BUSY_SNAPSHOT) whenever another connection had
+    # committed in between; begun immediate, it waits for the lock as busy_timeout allows, and reads what it
+    # writes on. One that only reads begins deferred: in WAL mode it reads beside the writer.
+    read_only = connection.get_execution_options().get(READ_ONLY, False)
+    connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def _json(value: Any) -> str:
@@ -59,7 +65,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
         _ensure_sqlite_dir(url)
         engine = create_async_engine(url, **json_options)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-        event.listen(engine.sync_engine, "begin", _begin_immediate)
+        event.listen(engine.sync_engine, "begin", _begin)
         return engine
     return create_async_engine(
         url,
@@ -70,9 +76,9 @@ def create_engine(settings: Settings) -> AsyncEngine:
     )
 
 
-# Set while a task is inside ``Database.session()``: on SQLite a session opened inside another would wait for
-# the write lock its own task holds.
-_in_session: ContextVar[bool] = ContextVar("in_session", default=False)
+# The databases whose ``session()`` a task is inside: on SQLite a session of the same database opened inside
+# another would wait for the write lock its own task holds.
+_in_session: ContextVar[frozenset[int]] = ContextVar("in_session", default=frozenset())
 
 
 class Database:
@@ -94,16 +100,27 @@ class Database:
             async with self._unit_of_work() as session:
                 yield session
             return
-        if _in_session.get():
+        inside = _in_session.get()
+        if id(self) in inside:
             raise RuntimeError("a session inside another: on SQLite it would wait for its own write lock")
         # SQLite has one writer at a time: this process's transactions queue here, first come first served,
         # rather than in SQLite's busy handler, which polls with sleeps and lets a late comer win.
-        marker = _in_session.set(True)
+        marker = _in_session.set(inside | {id(self)})
         try:
             async with self._writer_lock(), self._unit_of_work() as session:
                 yield session
         finally:
             _in_session.reset(marker)
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[AsyncSession]:
+        """A unit of work that only reads (it never commits a write): on SQLite it neither queues for nor
+        takes the write lock, so reads (every request's session check, a page polling a job) never wait for
+        writers."""
+        async with self.sessions() as session:
+            async with session.begin():
+                await session.connection(execution_options={READ_ONLY: True})
+                yield session
 
     @asynccontextmanager
     async def _unit_of_work(self) -> AsyncIterator[AsyncSession]:

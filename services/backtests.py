@@ -205,7 +205,7 @@ async def _repeated(platform: Platform, existing: tuple[Backtest, Job], request_
 
 
 async def get(platform: Platform, user: User, backtest_id: str) -> tuple[Backtest, Job]:
-    async with platform.db.session() as session:
+    async with platform.db.reading() as session:
         backtest = await session.get(Backtest, backtest_id)
         if backtest is None or backtest.user_id != user.id:
             raise AccessDenied("backtest")
@@ -244,7 +244,7 @@ async def list_backtests(
     if exclude:
         conditions.append(Backtest.id != exclude)
     joined = select(Backtest, Job).join(Job, Job.id == Backtest.job_id).where(*conditions)
-    async with platform.db.session() as session:
+    async with platform.db.reading() as session:
         total = await session.scalar(
             select(func.count()).select_from(Backtest).join(Job, Job.id == Backtest.job_id).where(*conditions)
         )
@@ -325,7 +325,7 @@ _RESULT = TypeAdapter(BacktestResultOut)
 
 async def result(platform: Platform, user: User, backtest_id: str) -> EngineResultOut | ClientResultOut:
     backtest, job = await get(platform, user, backtest_id)
-    async with platform.db.session() as session:
+    async with platform.db.reading() as session:
         body = await session.scalar(select(Backtest.result).where(Backtest.id == backtest_id))
     if job.status == job_states.SUCCEEDED and run_by_client(job):
         # What its client reported: metrics only, never dressed up as a run of our engine.

@@ -126,7 +126,7 @@ async def recover_if_lost(platform: Platform, job: Job) -> None:
 
 
 async def get(platform: Platform, user: User, job_id: str) -> Job:
-    async with platform.db.session() as session:
+    async with platform.db.reading() as session:
         job = await session.get(Job, job_id)
     if job is None or job.user_id != user.id:
         raise AccessDenied("job")
@@ -134,7 +134,7 @@ async def get(platform: Platform, user: User, job_id: str) -> Job:
 
 
 async def logs(platform: Platform, job_id: str) -> list[JobLogLine]:
-    async with platform.db.session() as session:
+    async with platform.db.reading() as session:
         rows = await session.scalars(
             select(JobLogLine).where(JobLogLine.job_id == job_id).order_by(JobLogLine.at, JobLogLine.id)
         )

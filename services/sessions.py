@@ -40,7 +40,7 @@ async def open_session(session: AsyncSession, platform: Platform, user: User, cl
 async def authenticate(platform: Platform, token: str | None) -> tuple[User, AuthSession]:
     if not token:
         raise Unauthorized("authentication required", code="MISSING_TOKEN")
-    async with platform.db.session() as session:
+    async with platform.db.reading() as session:
         row = await session.execute(
             select(AuthSession, User)
             .join(User, User.id == AuthSession.user_id)

@@ -1,0 +1,63 @@
+"""SQLite's one write lock, as two processes' engines meet it: a transaction holds it from its start, so one
+that reads and then writes never fails because another committed in between; the others wait their turn;
+a unit of work that only reads never waits for a writer."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+from sqlalchemy import func, select
+
+from core.settings import Settings
+from db.engine import Database
+from db.migrate import upgrade
+from db.models import User
+
+
+@pytest.fixture
+async def engines(tmp_path):
+    url = f"sqlite+aiosqlite:///{tmp_path / 'locks.db'}"
+    upgrade(url)
+    first, second = (Database.from_settings(Settings(database_url=url)) for _ in range(2))
+    yield first, second
+    await first.dispose()
+    await second.dispose()
+
+
+def a_user() -> User:
+    return User(email=f"{uuid.uuid4().hex[:10]}@example.com", password_hash="-")
+
+
+async def users(db: Database) -> int:
+    async with db.reading() as session:
+        return int(await session.scalar(select(func.count()).select_from(User)) or 0)
+
+
+async def test_a_transaction_that_reads_then_writes_waits_for_no_one_and_makes_others_wait(engines):
+    first, second = engines
+
+    async def write(db: Database) -> None:
+        async with db.session() as session:
+            session.add(a_user())
+
+    async with first.session() as session:
+        before = await session.scalar(select(func.count()).select_from(User))  # it reads first
+        other = asyncio.create_task(write(second))  # another process's writer: it waits for this one
+        await asyncio.sleep(0.3)
+        assert not other.done()
+        assert await users(second) == before  # a reader does not wait, and sees what was committed
+        session.add(a_user())  # then it writes: no "database is locked"
+    await other
+    assert await users(second) == before + 2
+
+
+async def test_a_session_inside_another_is_refused_rather_than_left_waiting_for_itself(engines):
+    first, _ = engines
+    async with first.session():
+        with pytest.raises(RuntimeError, match="inside another"):
+            async with first.session():
+                pass
+        async with first.reading() as reading:  # reading needs no lock: it may nest
+            await reading.scalar(select(func.count()).select_from(User))
