@@ -1,10 +1,10 @@
 """A backtest's activities: claim the user's slot and bring the bars into the store, then run the engine in the
 worker's process pool and store the result as the job finishes.
 
-Heartbeats come from the work itself (each fetch and stored chunk, each page of bars read, the start of a long
-engine run, each second of a wait for a slot): they carry its progress, and their answers carry a cancel
-request, which stops the activity and drops an engine run still waiting for a process. A run short enough to
-send none ends before a heartbeat's answer could come back.
+Heartbeats come from the work itself (each fetch and stored chunk, each page of bars read, each second an
+engine run waits for a process or runs, each second of a wait for a slot): they carry its progress, and their
+answers carry a cancel request, which stops the activity and drops an engine run still waiting for a process.
+Work that ends within a second sends none: it would cost the server a write per backtest.
 """
 
 from __future__ import annotations
@@ -44,9 +44,8 @@ from workflows.steps import (
     JobOutcome,
 )
 
-# Runs over this many bars or more announce themselves with a heartbeat, whose answer can bring a cancel
-# request while the engine runs; a shorter run (about 2 µs a bar) has ended before that answer could come back.
-LONG_ENGINE_BARS = 50_000
+# A run that has not ended after this long (waiting for a process of a busy pool, or running) heartbeats.
+ENGINE_BEAT_SECONDS = 1.0
 
 
 class BacktestActivities(BacktestSteps):
@@ -166,12 +165,15 @@ class BacktestActivities(BacktestSteps):
         )
 
     async def _computed(self, bars: BarArrays, backtest: Backtest, config: BacktestConfig) -> ResultJson:
-        if len(bars) >= LONG_ENGINE_BARS:
-            activity.heartbeat(f"engine over {len(bars)} bars")
         header = _header(backtest, config)
         run = self._engines.submit(backtests.run_as_json, bars, backtest.template, backtest.parameters, config, header)
+        computed = asyncio.wrap_future(run)
         try:
-            return await asyncio.wrap_future(run)
+            while not (await asyncio.wait({computed}, timeout=ENGINE_BEAT_SECONDS))[0]:
+                # Still waiting for a process (the pool is busy), or running: the heartbeat's answer may
+                # bring a cancel request.
+                activity.heartbeat(f"engine over {len(bars)} bars")
+            return computed.result()
         except asyncio.CancelledError:
             # A run still waiting for a process never starts; one already running is bounded by MAX_BARS.
             run.cancel()
@@ -182,7 +184,7 @@ class BacktestActivities(BacktestSteps):
             raise activity_error("ENGINE_UNAVAILABLE", "the engine process stopped", retryable=True) from None
 
     async def _rows(self, job_id: str) -> tuple[Job, Backtest, BacktestConfig]:
-        async with self._db.session() as session:
+        async with self._db.reading() as session:
             job = await session.get_one(Job, job_id)
             backtest = await session.get(Backtest, job.payload["backtestId"])
         return job, *_checked(backtest)

@@ -167,11 +167,12 @@ class JobActivities(JobBookkeeping):
         self._most_waiting_here = max(1, settings.worker_max_concurrent_activities // 4)
 
     async def claimed_here(self, workflow_id: str, attempt: Callable[[], Awaitable[Claim]]) -> Claim:
-        """``attempt`` (a claim) until it claims a slot or finds the job not runnable, waiting between
-        attempts for a job finishing in this worker to hand over its slot (``hand_over``). A slot freed in
-        this worker so costs no workflow task, signal or second activity; after ``job_wait_here_seconds``, or when
-        too many claims already wait here, the job is reported waiting and its workflow waits for the
-        ``slot_freed`` signal, which covers slots freed by any worker."""
+        """``attempt`` (a claim) until it claims a slot or finds the job not runnable. Between attempts it
+        waits, heartbeating, for a job finishing in this worker to hand over its slot (``hand_over``), or a
+        second, then tries again (a slot freed by another worker is so taken within a second). A slot freed
+        in this worker costs no workflow task, signal or second activity. After ``job_wait_here_seconds``, or
+        when too many claims already wait here, the job is reported waiting, and its workflow waits for the
+        ``slot_freed`` signal of whichever worker frees a slot."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._settings.job_wait_here_seconds
         while True:
@@ -179,15 +180,17 @@ class JobActivities(JobBookkeeping):
             woken = self._waiting_here[workflow_id] = asyncio.Event()
             try:
                 claim = await attempt()
-                if claim.state != WAITING or len(self._waiting_here) > self._most_waiting_here:
+                if claim.state != WAITING:
                     return claim
-                while not woken.is_set() and (left := deadline - loop.time()) > 0:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(woken.wait(), min(left, WAIT_HERE_BEAT_SECONDS))
-                    if not woken.is_set():  # a wait shorter than a beat costs the server no heartbeat
-                        activity.heartbeat("waiting for a slot")
-                if not woken.is_set():
+                if woken.is_set():
+                    continue  # handed a slot while its transaction committed: try again at once
+                left = deadline - loop.time()
+                if left <= 0 or len(self._waiting_here) > self._most_waiting_here:
                     return claim
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(woken.wait(), min(left, WAIT_HERE_BEAT_SECONDS))
+                if not woken.is_set():  # a wait shorter than a beat costs the server no heartbeat
+                    activity.heartbeat("waiting for a slot")
             finally:
                 if self._waiting_here.get(workflow_id) is woken:
                     del self._waiting_here[workflow_id]
@@ -195,7 +198,7 @@ class JobActivities(JobBookkeeping):
     @activity.defn(name=START_ACTIVITY)
     async def start_job(self, job_id: str, workflow_id: str, run_id: str) -> bool:
         """queued → running, unless the user's concurrency limit for the task type is reached (then retry).
-        The step of ``JobWorkflow`` and ``BacktestWorkflow`` runs; newer runs wait for a signal instead."""
+        The step of ``JobWorkflow`` and ``BacktestWorkflow`` runs; newer runs claim with ``claimed_here``."""
         async with self._db.session() as session:
             job, state = await claim_slot(session, job_id, workflow_id, run_id)
         if state == WAITING and job is not None:

@@ -265,7 +265,7 @@ class MarketDataActivities:
         after: datetime | None = None  # the last timestamp read: the next page starts after it
         while True:
             since = MarketBar.timestamp >= request.start if after is None else MarketBar.timestamp > after
-            async with self._db.session() as session:
+            async with self._db.reading() as session:
                 rows = (
                     await session.execute(
                         select(stamp, MarketBar.open, MarketBar.close)
@@ -290,14 +290,14 @@ class MarketDataActivities:
         """Rows already stored in the range, and the parts of the range never fetched (holes included).
 
         Nothing after now is asked for: no provider has those bars yet."""
-        async with self._db.session() as session:
+        async with self._db.reading() as session:
             covered, count = await self._covered_and_counted(session, symbol, request)
         wanted = (request.start, min(request.end, datetime.now(UTC)))
         gaps = missing_spans(wanted, covered) if wanted[0] < wanted[1] else []
         return count, gaps
 
     async def _count(self, symbol: str, request: SyncRequest) -> int:
-        async with self._db.session() as session:
+        async with self._db.reading() as session:
             return await self._counted(session, symbol, request)
 
     async def _counted(self, session, symbol: str, request: SyncRequest) -> int:
@@ -419,8 +419,9 @@ async def heartbeating(details: Any) -> AsyncIterator[None]:
 
 
 def _utc_text(column: Any, dialect: str) -> Any:
-    """A timestamp column as the text of its naive UTC time ("2024-01-02 15:30:00.000000"), which numpy
-    parses in bulk: reading a range's bars as datetimes cost a Python object, and a conversion, per bar."""
+    """A timestamp column as the text of its naive UTC time ("2024-01-02 15:30:00.000000" from SQLite,
+    "2024-01-02T15:30:00.000000" from PostgreSQL), which numpy parses in bulk: reading a range's bars as
+    datetimes cost a Python object, and a conversion, per bar."""
     if dialect == "postgresql":
         return func.to_char(func.timezone("UTC", column), 'YYYY-MM-DD"T"HH24:MI:SS.US')
     return type_coerce(column, NullType())  # SQLite stores that text: the driver's value as it is

@@ -97,8 +97,9 @@ class Settings(BaseSettings):
     # Jobs
     job_reconcile_interval_seconds: int = Field(default=30, ge=1)
     job_heartbeat_timeout_seconds: int = Field(default=60, ge=1)  # a silent worker is given up after this
-    # How long a job whose user's slots are taken waits in its worker for a job finishing there (0: never).
-    job_wait_here_seconds: float = Field(default=10.0, ge=0, le=60)
+    # How long a job whose user's slots are taken waits in its worker for one (0: never). Within the claim
+    # activity's own 30 s timeout, with a margin.
+    job_wait_here_seconds: float = Field(default=10.0, ge=0, le=20)
 
     # Mail: "file" writes .eml files under var/mail, "smtp" delivers.
     mail_backend: Literal["file", "smtp"] = "file"

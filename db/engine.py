@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
@@ -54,8 +55,12 @@ def _begin(connection) -> None:
 
 def _json(value: Any) -> str:
     # JSON columns hold whole results (a backtest's equity curve and trades): orjson writes them about ten
-    # times faster than the standard library.
-    return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+    # times faster than the standard library, which still writes what orjson refuses (integers beyond 64
+    # bits in a user's free-form preferences).
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+    except TypeError:
+        return json.dumps(value)
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
@@ -136,7 +141,8 @@ class Database:
 
     async def ping(self) -> None:
         async with self.engine.connect() as connection:
-            await connection.execute(text("SELECT 1"))
+            reading = await connection.execution_options(**{READ_ONLY: True})  # never behind a writer
+            await reading.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
         await self.engine.dispose()

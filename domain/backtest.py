@@ -190,7 +190,7 @@ def run(bars: pd.DataFrame, template: str, parameters: dict[str, Any], config: B
 
 
 def run_arrays(bars: BarArrays, template: str, parameters: dict[str, Any], config: BacktestConfig) -> dict[str, Any]:
-    """``run`` over arrays: a top-level function of picklable arguments, so a process pool can run it."""
+    """``run`` over arrays (what ``run_as_json`` runs in a process pool)."""
     needed = minimum_bars(template, parameters)
     if len(bars) < needed:
         raise InsufficientData(f"{len(bars)} bars in range; {template} with these parameters needs {needed}")

@@ -18,9 +18,13 @@ class _Model(BaseModel):
 
 def unstorable_path(value: Any, path: str = "") -> str | None:
     """Where ``value`` holds something a stored JSON document cannot keep, else None: a number that is not
-    finite (JSON has no spelling for it, and PostgreSQL refuses it) or text that is not valid UTF-8 (a lone
-    surrogate). Dict keys count as text too. The whole document is walked, ``advanced`` included."""
+    finite (JSON has no spelling for it, and PostgreSQL refuses it), an integer beyond 64 bits (JSON columns
+    are read back with orjson, which would turn it into a float; no browser keeps it exact either) or text
+    that is not valid UTF-8 (a lone surrogate). Dict keys count as text too. The whole document is walked,
+    ``advanced`` included."""
     if isinstance(value, float) and not math.isfinite(value):
+        return path or "."
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**64:
         return path or "."
     if isinstance(value, str) and not _is_utf8(value):
         return path or "."
@@ -136,7 +140,7 @@ class Preferences(_Model):
         where = unstorable_path(data)
         if where is not None:
             # The path names a place, never the value (which may not even be printable).
-            raise ValueError(f"{where}: not a finite number or valid text")
+            raise ValueError(f"{where}: not a finite number within 64 bits or valid text")
         return data
 
     def to_document(self) -> dict[str, Any]:

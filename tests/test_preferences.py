@@ -233,6 +233,7 @@ UNSTORABLE_BODIES = {
     "lone surrogate": b'{"theme": {"primaryColor": "\\ud800"}}',
     "lone surrogate in a key": b'{"advanced": {"\\udfff": true}}',
     "NaN in advanced": b'{"advanced": {"betaFeatures": true, "zoom": [1, NaN]}}',
+    "integer beyond 64 bits": b'{"advanced": {"seed": 123456789012345678901234567890}}',
 }
 
 
@@ -263,12 +264,13 @@ def test_the_preferences_model_itself_refuses_what_json_cannot_store():
         {"theme": {"primaryColor": "\ud800"}},
         {"advanced": {"\udfff": True}},
         {"lastUpdated": "2026-01-01\udc80"},
+        {"advanced": {"seed": -(2**63) - 1}},
     ]
     for document in unstorable:
         try:
             Preferences.model_validate(document)
         except ValidationError as refused:
-            assert "not a finite number or valid text" in str(refused)
+            assert "not a finite number within 64 bits or valid text" in str(refused)
         else:
             raise AssertionError(f"accepted {document!r}")
-    assert Preferences.model_validate({"advanced": {"zoom": [1.5, 2]}, "theme": {"primaryColor": "#ü"}})
+    assert Preferences.model_validate({"advanced": {"zoom": [1.5, 2**63]}, "theme": {"primaryColor": "#ü"}})

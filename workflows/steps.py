@@ -181,8 +181,10 @@ NOT_QUEUED = JobOutcome("cancelled", "JOB_NOT_RUNNABLE", "the job was no longer 
 
 
 class SlotHolder:
-    """A job that runs only in one of its user's concurrency slots for its task type: it claims one, or waits
-    for the ``slot_freed`` signal, which the job that frees a slot sends after its last transaction."""
+    """A job that runs only in one of its user's concurrency slots for its task type: its claim activity
+    takes one (waiting for it a while in its worker, see ``JobActivities.claimed_here``), or reports the job
+    waiting; the workflow then waits for the ``slot_freed`` signal, which the job that frees a slot sends
+    after its last transaction to a job not waiting in its own worker."""
 
     def __init__(self) -> None:
         self._slot_freed = False
