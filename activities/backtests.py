@@ -12,15 +12,23 @@ from __future__ import annotations
 import asyncio
 from concurrent.futures import Executor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any
+from typing import Any, NamedTuple, cast
 
 from pydantic import ValidationError
-from sqlalchemy import update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.jobs import JobActivities, activity_error, append_log, claim_slot, record_outcome, set_progress
+from activities.jobs import (
+    JobActivities,
+    activity_error,
+    append_log,
+    claim_slot,
+    locked_job,
+    record_outcome,
+    set_progress,
+)
 from activities.market_data import MarketDataActivities, heartbeating
 from db.base import json_text
 from db.engine import Database
@@ -58,7 +66,7 @@ class BacktestActivities(BacktestSteps):
     @activity.defn(name=RUN_IN_SLOT_ACTIVITY)
     async def run_in_slot(self, claim: ClaimInput) -> Claim:
         lines: list[str] = []  # the loading's, written with the job's last transaction
-        loaded: tuple[Backtest, BacktestConfig, int | None] | None = None
+        loaded: tuple[BacktestRow, BacktestConfig, int | None] | None = None
 
         async def attempt() -> Claim:
             nonlocal loaded
@@ -87,14 +95,14 @@ class BacktestActivities(BacktestSteps):
 
     async def _claimed_and_loaded(
         self, claim: ClaimInput, lines: list[str]
-    ) -> tuple[Claim, tuple[Backtest, BacktestConfig, int | None] | None]:
+    ) -> tuple[Claim, tuple[BacktestRow, BacktestConfig, int | None] | None]:
         """The claim, and once claimed the backtest, its config and, when the claim's transaction counted them,
         the count of its bars in the store."""
         stored: int | None = None
         async with self._db.session() as session:
             job, state = await claim_slot(session, claim.job_id, claim.workflow_id, claim.run_id)
             claimed = job if state == CLAIMED else None
-            backtest = await session.get(Backtest, claimed.payload["backtestId"]) if claimed is not None else None
+            backtest = await backtest_row(session, claimed.payload["backtestId"]) if claimed is not None else None
             config = _config_or_none(backtest)
             if config is not None and config.prices is None:
                 # Usually the store has the bars already: the claim's transaction then checks and counts them.
@@ -104,7 +112,7 @@ class BacktestActivities(BacktestSteps):
             return Claim(CLAIMED, outcome=JobOutcome(job.status, job.error_code, job.error_message)), None
         if state != CLAIMED:
             return Claim(state), None
-        backtest, config = _checked(backtest)
+        backtest, config = _checked(backtest, config)
         if config.prices is not None:
             bars = len(config.prices)
         else:
@@ -120,7 +128,7 @@ class BacktestActivities(BacktestSteps):
         return await self._finished(compute.job_id, backtest, config, compute.log_lines)
 
     async def _finished(
-        self, job_id: str, backtest: Backtest, config: BacktestConfig, lines: list[str], count: int | None = None
+        self, job_id: str, backtest: BacktestRow, config: BacktestConfig, lines: list[str], count: int | None = None
     ) -> JobOutcome:
         """The engine over the stored bars (``count`` of them, when the claim counted them); the result and the
         job's success in one transaction."""
@@ -128,7 +136,9 @@ class BacktestActivities(BacktestSteps):
         computed = await self._computed(bars, backtest, config)
         lines = [*lines, _summary(config, backtest, len(bars), computed.metrics)]
         async with self._db.session() as session:
-            job = await session.get_one(Job, job_id, with_for_update=True)
+            job = await locked_job(session, job_id)
+            if job is None:  # deleted with its user
+                raise activity_error("JOB_NOT_FOUND", "the job was deleted", retryable=False)
             if job.status != job_states.RUNNING:  # cancelled while the engine ran: nothing is stored
                 return JobOutcome(job.status, job.error_code, job.error_message)
             await _store(session, backtest.id, job_id, computed)
@@ -164,7 +174,7 @@ class BacktestActivities(BacktestSteps):
             count,
         )
 
-    async def _computed(self, bars: BarArrays, backtest: Backtest, config: BacktestConfig) -> ResultJson:
+    async def _computed(self, bars: BarArrays, backtest: BacktestRow, config: BacktestConfig) -> ResultJson:
         header = _header(backtest, config)
         run = self._engines.submit(backtests.run_as_json, bars, backtest.template, backtest.parameters, config, header)
         computed = asyncio.wrap_future(run)
@@ -183,11 +193,11 @@ class BacktestActivities(BacktestSteps):
         except BrokenProcessPool:  # a pool process died (killed, out of memory): the next attempt gets a new one
             raise activity_error("ENGINE_UNAVAILABLE", "the engine process stopped", retryable=True) from None
 
-    async def _rows(self, job_id: str) -> tuple[Job, Backtest, BacktestConfig]:
+    async def _rows(self, job_id: str) -> tuple[Job, BacktestRow, BacktestConfig]:
         async with self._db.reading() as session:
             job = await session.get_one(Job, job_id)
-            backtest = await session.get(Backtest, job.payload["backtestId"])
-        return job, *_checked(backtest)
+            backtest = await backtest_row(session, job.payload["backtestId"])
+        return job, *_checked(backtest, _config_or_none(backtest))
 
     # --- the steps of BacktestWorkflow runs, started before slots were handed over by signal -------------
 
@@ -216,18 +226,45 @@ class BacktestActivities(BacktestSteps):
             return {"backtestId": backtest.id, "metrics": computed.metrics}
 
 
-def _checked(backtest: Backtest | None) -> tuple[Backtest, BacktestConfig]:
+class BacktestRow(NamedTuple):
+    """What a run reads of its backtest's row."""
+
+    id: str
+    strategy_id: str
+    template: str
+    parameters: dict[str, Any]
+    config: dict[str, Any]
+
+
+_BACKTESTS = cast(Table, Backtest.__table__)
+_BACKTEST = select(*(_BACKTESTS.c[name] for name in BacktestRow._fields)).where(
+    _BACKTESTS.c.id == bindparam("backtest_id")
+)
+
+
+# (Bound names other than the columns': an UPDATE reserves those for what it sets.)
+_STORE = update(_BACKTESTS).where(_BACKTESTS.c.id == bindparam("backtest"), _BACKTESTS.c.job_id == bindparam("job"))
+
+
+async def backtest_row(session: AsyncSession, backtest_id: str) -> BacktestRow | None:
+    row = (await (await session.connection()).execute(_BACKTEST, {"backtest_id": backtest_id})).first()
+    return None if row is None else BacktestRow(*row)
+
+
+def _checked(backtest: BacktestRow | None, config: BacktestConfig | None) -> tuple[BacktestRow, BacktestConfig]:
+    """The backtest and its config (as ``_config_or_none`` read it), or the failure that ends its job."""
     if backtest is None:
         raise activity_error("BACKTEST_NOT_FOUND", "the backtest was deleted", retryable=False)
     try:
-        config = BacktestConfig.model_validate(backtest.config)
+        if config is None:
+            config = BacktestConfig.model_validate(backtest.config)  # raises, saying why
         config.span()  # our engine runs only a config that names its symbol
     except ValueError as error:  # pydantic's ValidationError included
         raise activity_error("BACKTEST_INVALID_CONFIG", str(error), retryable=False) from None
     return backtest, config
 
 
-def _config_or_none(backtest: Backtest | None) -> BacktestConfig | None:
+def _config_or_none(backtest: BacktestRow | None) -> BacktestConfig | None:
     """The backtest's config, or None when there is none to read (``_checked`` then says why)."""
     if backtest is None:
         return None
@@ -237,7 +274,7 @@ def _config_or_none(backtest: Backtest | None) -> BacktestConfig | None:
         return None
 
 
-def _check_bar_count(backtest: Backtest, config: BacktestConfig, bars: int) -> None:
+def _check_bar_count(backtest: BacktestRow, config: BacktestConfig, bars: int) -> None:
     needed = backtests.minimum_bars(backtest.template, backtest.parameters)
     if bars < needed:
         raise activity_error(
@@ -255,14 +292,11 @@ def _check_bar_count(backtest: Backtest, config: BacktestConfig, bars: int) -> N
 
 async def _store(session: AsyncSession, backtest_id: str, job_id: str, computed: ResultJson) -> None:
     """The result on the backtest, unless it was deleted or another run superseded this job (a retry)."""
-    await session.execute(
-        update(Backtest)
-        .where(Backtest.id == backtest_id, Backtest.job_id == job_id)
-        .values(result=json_text(computed.body, session), metrics=computed.metrics)
-    )
+    values = {"result": json_text(computed.body, session), "metrics": computed.metrics}
+    await (await session.connection()).execute(_STORE.values(values), {"backtest": backtest_id, "job": job_id})
 
 
-def _header(backtest: Backtest, config: BacktestConfig) -> dict[str, Any]:
+def _header(backtest: BacktestRow, config: BacktestConfig) -> dict[str, Any]:
     """The result body's fields that say what was run; the engine's process adds what it computed."""
     span = config.span()
     return {
@@ -278,7 +312,7 @@ def _header(backtest: Backtest, config: BacktestConfig) -> dict[str, Any]:
     }
 
 
-def _summary(config: BacktestConfig, backtest: Backtest, bar_count: int, metrics: dict[str, Any]) -> str:
+def _summary(config: BacktestConfig, backtest: BacktestRow, bar_count: int, metrics: dict[str, Any]) -> str:
     return (
         f"{config.symbol} {backtest.template}: {bar_count} bars, {metrics['tradeCount']} trades, "
         f"return {metrics['returnRate']:.4%}"

@@ -7,11 +7,10 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
+from sqlalchemy import Table, bindparam, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
@@ -63,89 +62,122 @@ async def set_progress(db: Database, job_id: str, fraction: float) -> None:
             job.progress = max(0.0, min(1.0, fraction))
 
 
-async def claim_slot(session: AsyncSession, job_id: str, workflow_id: str, run_id: str) -> tuple[Job | None, str]:
+class JobRow(NamedTuple):
+    """What the bookkeeping of a job's run reads of its row."""
+
+    id: str
+    user_id: str | None
+    task_type: str
+    status: str
+    run_id: str | None
+    attempt: int
+    payload: dict[str, Any]
+    error_code: str | None
+    error_message: str | None
+
+
+# The job path's statements, in SQLAlchemy Core on the tables and built once: every backtest runs them, and
+# the ORM's unit of work and identity map cost its worker more than the statements themselves.
+_JOBS = cast(Table, Job.__table__)
+_LOGS = cast(Table, JobLogLine.__table__)
+_PEERS = _JOBS.alias("peer")
+_RUNNING_PEERS = (
+    select(func.count())
+    .select_from(_PEERS)
+    .where(_PEERS.c.user_id == _JOBS.c.user_id, _PEERS.c.task_type == _JOBS.c.task_type)
+    .where(_PEERS.c.status == lifecycle.RUNNING)
+    .scalar_subquery()
+)
+_LOCKED = select(*(_JOBS.c[name] for name in JobRow._fields)).where(_JOBS.c.id == bindparam("job_id")).with_for_update()
+_LOCKED_AND_PEERS = _LOCKED.add_columns(_RUNNING_PEERS)
+_RUNNING_NOW = select(_RUNNING_PEERS).where(_JOBS.c.id == bindparam("job_id"))
+_SET = update(_JOBS).where(_JOBS.c.id == bindparam("job_id"))
+# The oldest jobs that found no free slot, each row carrying the count of its peers still running.
+_WAITING = (
+    select(_JOBS.c.dispatch_id, _RUNNING_PEERS)
+    .where(_JOBS.c.user_id == bindparam("user_id"), _JOBS.c.task_type == bindparam("task_type"))
+    .where(_JOBS.c.status == lifecycle.QUEUED, _JOBS.c.error_code == "CONCURRENCY_LIMIT_EXCEEDED")
+    .where(_JOBS.c.dispatch_id.is_not(None))
+    .order_by(_JOBS.c.created_at, _JOBS.c.id)
+    .limit(bindparam("limit"))
+)
+
+
+async def locked_job(session: AsyncSession, job_id: str) -> JobRow | None:
+    """The job's row, locked until the transaction ends."""
+    row = (await (await session.connection()).execute(_LOCKED, {"job_id": job_id})).first()
+    return None if row is None else JobRow(*row)
+
+
+async def claim_slot(session: AsyncSession, job_id: str, workflow_id: str, run_id: str) -> tuple[JobRow | None, str]:
     """queued → running in one of the user's slots for the job's task type (CLAIMED), or the job stays queued
     saying why (WAITING), or it is not this run's to start (NOT_RUNNABLE). Jobs of one user and task type
     count their running peers one at a time, under a lock, or two could both see a free slot."""
-    job = await session.get(Job, job_id, with_for_update=True)
-    if job is not None and job.status == lifecycle.RUNNING and job.run_id == run_id:
+    connection = await session.connection()
+    found = (await connection.execute(_LOCKED_AND_PEERS, {"job_id": job_id})).first()
+    if found is None:
+        return None, NOT_RUNNABLE
+    job, running = JobRow(*found[:-1]), int(found[-1])
+    if job.status == lifecycle.RUNNING and job.run_id == run_id:
         return job, CLAIMED  # a retried attempt of the run that claimed it
-    if job is None or job.status != lifecycle.QUEUED:
+    if job.status != lifecycle.QUEUED:
         return job, NOT_RUNNABLE
     # The job's row is locked (FOR UPDATE; on SQLite the transaction holds the write lock from its start), so
-    # what was read of it stands; the slot's lock is for counting its peers.
-    await serialize(session, slot_key(job))
-    running = await _running(session, job)
+    # what was read of it stands; the slot's lock is for counting its peers, again once it is held.
+    if await serialize(session, slot_key(job)):
+        running = int((await connection.execute(_RUNNING_NOW, {"job_id": job_id})).scalar_one())
     if running >= lifecycle.REGISTRY[job.task_type].tier.concurrency_limit:
-        job.error_code, job.error_message = "CONCURRENCY_LIMIT_EXCEEDED", f"waiting: {running} running"
-        return job, WAITING
-    job.status, job.started_at, job.progress = lifecycle.RUNNING, utcnow(), 0.0
-    job.error_code = job.error_message = None
-    job.executor_name, job.dispatch_id, job.run_id = "temporal", workflow_id, run_id
-    session.add(JobLogLine(job_id=job_id, message=f"started (attempt {job.attempt}, run {run_id})"))
-    return job, CLAIMED
+        waiting = job._replace(error_code="CONCURRENCY_LIMIT_EXCEEDED", error_message=f"waiting: {running} running")
+        if waiting != job:
+            await connection.execute(_SET, {"job_id": job_id, **_changes(waiting, job)})
+        return waiting, WAITING
+    now = utcnow()
+    claimed = job._replace(status=lifecycle.RUNNING, run_id=run_id, error_code=None, error_message=None)
+    values = dict(started_at=now, progress=0.0, executor_name="temporal", dispatch_id=workflow_id)
+    await connection.execute(_SET, {"job_id": job_id, "updated_at": now, **values, **_changes(claimed, job)})
+    await _log(connection, job_id, [(f"started (attempt {job.attempt}, run {run_id})", "info")])
+    return claimed, CLAIMED
 
 
 async def record_outcome(
-    session: AsyncSession, job: Job | None, outcome: JobOutcome, result: dict[str, Any] | None, lines: list[str]
+    session: AsyncSession, job: JobRow | None, outcome: JobOutcome, result: dict[str, Any] | None, lines: list[str]
 ) -> list[str]:
-    """The job's final status, result and log lines, in the caller's transaction; the workflow ids of the
-    waiting jobs that the slot it frees (with any other free one) should wake."""
+    """The job's final status, result and log lines, in the caller's transaction (``job`` was read locked);
+    the workflow ids of the waiting jobs that the slot it frees (with any other free one) should wake."""
     if job is None or not lifecycle.can_transition(job.status, outcome.status):
         return []
     await serialize(session, slot_key(job))  # counted with the claims, so that no waiting job is missed
-    was_running = job.status == lifecycle.RUNNING
-    _close(job, outcome.status, outcome.error_code, outcome.error_message)
-    job.result = result
+    connection = await session.connection()
+    now = utcnow()
+    values: dict[str, Any] = dict(status=outcome.status, finished_at=now, updated_at=now, result=result)
+    values.update(error_code=outcome.error_code, error_message=outcome.error_message)
     if outcome.status == lifecycle.SUCCEEDED:
-        job.progress = 1.0
+        values["progress"] = 1.0
+    await connection.execute(_SET, {"job_id": job.id, **values})
     detail = f": {outcome.error_code} {outcome.error_message}" if outcome.error_code else ""
-    session.add_all(JobLogLine(job_id=job.id, message=line) for line in lines)
-    session.add(JobLogLine(job_id=job.id, message=f"{outcome.status}{detail}", level=_level(outcome.status)))
-    return await _waiting(session, job) if was_running else []
+    ending = (f"{outcome.status}{detail}", _level(outcome.status))
+    await _log(connection, job.id, [*((line, "info") for line in lines), ending])
+    if job.status != lifecycle.RUNNING:
+        return []
+    limit = lifecycle.REGISTRY[job.task_type].tier.concurrency_limit
+    params = {"user_id": job.user_id, "task_type": job.task_type, "limit": limit}
+    rows = (await connection.execute(_WAITING, params)).all()
+    free = limit - rows[0][1] if rows else 0
+    return [workflow_id for workflow_id, _ in rows[: max(free, 0)]]
 
 
-def slot_key(job: Job) -> str:
+def slot_key(job: JobRow) -> str:
     return f"job-slot:{job.user_id}:{job.task_type}"
 
 
-async def _running(session: AsyncSession, job: Job) -> int:
-    count = await session.scalar(
-        select(func.count())
-        .select_from(Job)
-        .where(Job.user_id == job.user_id, Job.task_type == job.task_type, Job.status == lifecycle.RUNNING)
-    )
-    return int(count or 0)
+def _changes(new: JobRow, old: JobRow) -> dict[str, Any]:
+    return {name: value for name, value, was in zip(JobRow._fields, new, old, strict=True) if value != was}
 
 
-async def _waiting(session: AsyncSession, job: Job) -> list[str]:
-    """The oldest jobs that found no free slot, as many as slots are free once ``job`` has stopped running:
-    one query, each waiting job's row carrying the count of its peers still running."""
-    await session.flush()
-    limit = lifecycle.REGISTRY[job.task_type].tier.concurrency_limit
-    peer = aliased(Job)
-    running = (
-        select(func.count())
-        .select_from(peer)
-        .where(peer.user_id == job.user_id, peer.task_type == job.task_type, peer.status == lifecycle.RUNNING)
-        .scalar_subquery()
-    )
-    rows = (
-        await session.execute(
-            select(Job.dispatch_id, running)
-            .where(
-                Job.user_id == job.user_id,
-                Job.task_type == job.task_type,
-                Job.status == lifecycle.QUEUED,
-                Job.error_code == "CONCURRENCY_LIMIT_EXCEEDED",
-                Job.dispatch_id.is_not(None),
-            )
-            .order_by(Job.created_at, Job.id)
-            .limit(limit)
-        )
-    ).all()
-    free = limit - rows[0][1] if rows else 0
-    return [workflow_id for workflow_id, _ in rows[: max(free, 0)] if workflow_id is not None]
+async def _log(connection: AsyncConnection, job_id: str, lines: list[tuple[str, str]]) -> None:
+    """Log lines (message, level) of the job, in one statement."""
+    rows = [{"job_id": job_id, "message": message, "level": level} for message, level in lines]
+    await connection.execute(insert(_LOGS), rows)
 
 
 # A queued job younger than this may still be having its workflow started by the process that wrote it.
@@ -222,7 +254,7 @@ class JobActivities(JobBookkeeping):
     @activity.defn(name=FINISH_AND_HAND_OVER_ACTIVITY)
     async def finish(self, finish: FinishInput) -> None:
         async with self._db.session() as session:
-            job = await session.get(Job, finish.job_id, with_for_update=True)
+            job = await locked_job(session, finish.job_id)
             waiting = await record_outcome(session, job, finish.outcome, finish.result, finish.log_lines)
         await self.hand_over(waiting)
 
@@ -244,7 +276,7 @@ class JobActivities(JobBookkeeping):
     async def finish_job(self, job_id: str, outcome: JobOutcome, result: dict[str, Any] | None) -> None:
         """The last step of ``JobWorkflow`` and ``BacktestWorkflow`` runs."""
         async with self._db.session() as session:
-            job = await session.get(Job, job_id, with_for_update=True)
+            job = await locked_job(session, job_id)
             waiting = await record_outcome(session, job, outcome, result, [])
         await self.hand_over(waiting)
 

@@ -148,9 +148,14 @@ class Database:
         await self.engine.dispose()
 
 
-async def serialize(session: AsyncSession, key: str) -> None:
+_ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))")
+
+
+async def serialize(session: AsyncSession, key: str) -> bool:
     """Hold a lock named ``key`` until the session's transaction ends, so that check-then-write sequences on
-    the same key (a count against a limit, then an insert) run one at a time across processes."""
-    if session.get_bind().dialect.name == "postgresql":
-        await session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key})
-    # On SQLite every transaction holds the database's one write lock from its start (BEGIN IMMEDIATE).
+    the same key (a count against a limit, then an insert) run one at a time across processes. True when it
+    took a lock now: what the transaction read before may have changed while it waited."""
+    if session.get_bind().dialect.name != "postgresql":
+        return False  # on SQLite every transaction holds the one write lock from its start (BEGIN IMMEDIATE)
+    await (await session.connection()).execute(_ADVISORY_LOCK, {"key": key})
+    return True
