@@ -33,7 +33,10 @@ class Settings(BaseSettings):
     temporal_api_key: SecretStr | None = None
     temporal_ui_url: str = "http://127.0.0.1:8233"
     task_queue: str = "quantpoly-default"
-    worker_max_concurrent_activities: int = Field(default=20, ge=1)
+    # Activities in flight per worker. Most wait on the database, Temporal or the process pool, and a workflow
+    # task's activity is handed straight to its worker (eager dispatch) only while a slot is free: as many as
+    # Temporal's SDK allows by default.
+    worker_max_concurrent_activities: int = Field(default=100, ge=1)
     # Processes a worker gives to CPU-bound work (backtest engines), so that it never starves its event loop.
     worker_processes: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=256)
 
