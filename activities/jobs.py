@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Table, bindparam, func, insert, select, update
+from sqlalchemy import ColumnElement, Table, and_, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus
@@ -80,27 +80,32 @@ class JobRow(NamedTuple):
 # the ORM's unit of work and identity map cost its worker more than the statements themselves.
 _JOBS = cast(Table, Job.__table__)
 _LOGS = cast(Table, JobLogLine.__table__)
-_PEERS = _JOBS.alias("peer")
-_RUNNING_PEERS = (
-    select(func.count())
-    .select_from(_PEERS)
-    .where(_PEERS.c.user_id == _JOBS.c.user_id, _PEERS.c.task_type == _JOBS.c.task_type)
-    .where(_PEERS.c.status == lifecycle.RUNNING)
-    .scalar_subquery()
-)
 _LOCKED = select(*(_JOBS.c[name] for name in JobRow._fields)).where(_JOBS.c.id == bindparam("job_id")).with_for_update()
-_LOCKED_AND_PEERS = _LOCKED.add_columns(_RUNNING_PEERS)
-_RUNNING_NOW = select(_RUNNING_PEERS).where(_JOBS.c.id == bindparam("job_id"))
 _SET = update(_JOBS).where(_JOBS.c.id == bindparam("job_id"))
-# The oldest jobs that found no free slot, each row carrying the count of its peers still running.
-_WAITING = (
-    select(_JOBS.c.dispatch_id, _RUNNING_PEERS)
-    .where(_JOBS.c.user_id == bindparam("user_id"), _JOBS.c.task_type == bindparam("task_type"))
-    .where(_JOBS.c.status == lifecycle.QUEUED, _JOBS.c.error_code == "CONCURRENCY_LIMIT_EXCEEDED")
-    .where(_JOBS.c.dispatch_id.is_not(None))
+_LOG = insert(_LOGS)
+
+
+def _peers_of(platform: bool) -> ColumnElement[bool]:
+    """Jobs of the bound ``user_id`` and ``task_type``; the platform's own jobs (no user) are peers of each
+    other. Two statements rather than one that also matches NULL: that one no index serves."""
+    user = _JOBS.c.user_id.is_(None) if platform else _JOBS.c.user_id == bindparam("user_id")
+    return and_(user, _JOBS.c.task_type == bindparam("task_type"))
+
+
+# Keyed by whether the jobs are the platform's own.
+_RUNNING = {
+    platform: select(func.count()).where(_peers_of(platform), _JOBS.c.status == lifecycle.RUNNING)
+    for platform in (False, True)
+}
+# The oldest jobs that found no free slot, each row carrying the count of their peers still running.
+_WAITING = {
+    platform: select(_JOBS.c.dispatch_id, _RUNNING[platform].correlate(None).scalar_subquery())
+    .where(_peers_of(platform), _JOBS.c.status == lifecycle.QUEUED)
+    .where(_JOBS.c.error_code == "CONCURRENCY_LIMIT_EXCEEDED", _JOBS.c.dispatch_id.is_not(None))
     .order_by(_JOBS.c.created_at, _JOBS.c.id)
     .limit(bindparam("limit"))
-)
+    for platform in (False, True)
+}
 
 
 async def locked_job(session: AsyncSession, job_id: str) -> JobRow | None:
@@ -113,19 +118,18 @@ async def claim_slot(session: AsyncSession, job_id: str, workflow_id: str, run_i
     """queued → running in one of the user's slots for the job's task type (CLAIMED), or the job stays queued
     saying why (WAITING), or it is not this run's to start (NOT_RUNNABLE). Jobs of one user and task type
     count their running peers one at a time, under a lock, or two could both see a free slot."""
-    connection = await session.connection()
-    found = (await connection.execute(_LOCKED_AND_PEERS, {"job_id": job_id})).first()
-    if found is None:
+    job = await locked_job(session, job_id)
+    if job is None:
         return None, NOT_RUNNABLE
-    job, running = JobRow(*found[:-1]), int(found[-1])
     if job.status == lifecycle.RUNNING and job.run_id == run_id:
         return job, CLAIMED  # a retried attempt of the run that claimed it
     if job.status != lifecycle.QUEUED:
         return job, NOT_RUNNABLE
     # The job's row is locked (FOR UPDATE; on SQLite the transaction holds the write lock from its start), so
-    # what was read of it stands; the slot's lock is for counting its peers, again once it is held.
-    if await serialize(session, slot_key(job)):
-        running = int((await connection.execute(_RUNNING_NOW, {"job_id": job_id})).scalar_one())
+    # what was read of it stands; the slot's lock is for counting its peers.
+    await serialize(session, slot_key(job))
+    connection = await session.connection()
+    running = await _running(connection, job)
     if running >= lifecycle.REGISTRY[job.task_type].tier.concurrency_limit:
         waiting = job._replace(error_code="CONCURRENCY_LIMIT_EXCEEDED", error_message=f"waiting: {running} running")
         if waiting != job:
@@ -148,9 +152,9 @@ async def record_outcome(
         return []
     await serialize(session, slot_key(job))  # counted with the claims, so that no waiting job is missed
     connection = await session.connection()
-    now = utcnow()
-    values: dict[str, Any] = dict(status=outcome.status, finished_at=now, updated_at=now, result=result)
-    values.update(error_code=outcome.error_code, error_message=outcome.error_message)
+    values = _ending(outcome.status, outcome.error_code, outcome.error_message)
+    if result is not None:  # else the column stays NULL (None would be stored as JSON null)
+        values["result"] = result
     if outcome.status == lifecycle.SUCCEEDED:
         values["progress"] = 1.0
     await connection.execute(_SET, {"job_id": job.id, **values})
@@ -161,9 +165,14 @@ async def record_outcome(
         return []
     limit = lifecycle.REGISTRY[job.task_type].tier.concurrency_limit
     params = {"user_id": job.user_id, "task_type": job.task_type, "limit": limit}
-    rows = (await connection.execute(_WAITING, params)).all()
+    rows = (await connection.execute(_WAITING[job.user_id is None], params)).all()
     free = limit - rows[0][1] if rows else 0
     return [workflow_id for workflow_id, _ in rows[: max(free, 0)]]
+
+
+async def _running(connection: AsyncConnection, job: JobRow) -> int:
+    params = {"user_id": job.user_id, "task_type": job.task_type}
+    return int((await connection.execute(_RUNNING[job.user_id is None], params)).scalar_one())
 
 
 def slot_key(job: JobRow) -> str:
@@ -176,8 +185,7 @@ def _changes(new: JobRow, old: JobRow) -> dict[str, Any]:
 
 async def _log(connection: AsyncConnection, job_id: str, lines: list[tuple[str, str]]) -> None:
     """Log lines (message, level) of the job, in one statement."""
-    rows = [{"job_id": job_id, "message": message, "level": level} for message, level in lines]
-    await connection.execute(insert(_LOGS), rows)
+    await connection.execute(_LOG, [{"job_id": job_id, "message": message, "level": level} for message, level in lines])
 
 
 # A queued job younger than this may still be having its workflow started by the process that wrote it.
@@ -329,19 +337,21 @@ class JobActivities(JobBookkeeping):
 
     async def _repair(self, job_id: str, status: str, code: str, message: str) -> bool:
         async with self._db.session() as session:
-            job = await session.get(Job, job_id, with_for_update=True)
+            job = await locked_job(session, job_id)
             # A repair may take a queued job straight to failed: its workflow is gone, so it never ran.
             if job is None or job.status not in (lifecycle.QUEUED, lifecycle.RUNNING):
                 return False
-            _close(job, status, code, message)
-            session.add(JobLogLine(job_id=job_id, message=f"{status}: {code} {message}", level="warning"))
+            connection = await session.connection()
+            await connection.execute(_SET, {"job_id": job_id, **_ending(status, code, message)})
+            await _log(connection, job_id, [(f"{status}: {code} {message}", "warning")])
         log.warning("job %s repaired to %s (%s)", job_id, status, code)
         return True
 
 
-def _close(job: Job, status: str, code: str | None, message: str | None) -> None:
-    job.status, job.finished_at = status, utcnow()
-    job.error_code, job.error_message = code, message
+def _ending(status: str, code: str | None, message: str | None) -> dict[str, Any]:
+    """The columns a job's last transition sets."""
+    now = utcnow()
+    return dict(status=status, finished_at=now, updated_at=now, error_code=code, error_message=message)
 
 
 def _level(status: str) -> str:

@@ -11,13 +11,15 @@ import asyncio
 import json
 import os
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
 
-from activities.jobs import JobActivities
+from activities.jobs import JobActivities, locked_job, record_outcome
 from core.settings import Settings
 from db.engine import Database
 from db.models import Backtest, Job, User
@@ -26,7 +28,7 @@ from tests.test_backtests import CONFIG, PASSWORD, active_strategy, settled, sub
 from tests.test_jobs import SYNC, wait_for
 from tests.test_worker_recovery import running_activity
 from worker import build_worker
-from workflows.steps import CLAIMED, SLOT_FREED_SIGNAL, WAITING, ClaimInput
+from workflows.steps import CLAIMED, SLOT_FREED_SIGNAL, WAITING, ClaimInput, JobOutcome
 
 HISTORIES = Path(__file__).parent / "histories"
 # Long enough to cancel while it loads: eight years of hourly bars, synced from the provider first.
@@ -146,8 +148,10 @@ async def test_a_sync_job_runs_in_its_slot_and_succeeds(stack):
     assert history.events[0].workflow_execution_started_event_attributes.workflow_type.name == "JobWorkflowV2"
 
 
-async def test_parallel_claims_never_exceed_the_users_limit(database_url):
-    """Many queued jobs of one user claim at once: exactly the tier's limit of them may run."""
+@pytest.mark.parametrize("owner", ["user", "platform"])
+async def test_parallel_claims_never_exceed_the_users_limit(database_url, owner):
+    """Many queued jobs of one user (or of the platform's own, which have none) claim at once: exactly the
+    tier's limit of them may run; one that ends names as many waiting jobs as slots it frees."""
     db = Database.from_settings(Settings(database_url=database_url))
     try:
         async with db.session() as session:
@@ -155,7 +159,14 @@ async def test_parallel_claims_never_exceed_the_users_limit(database_url):
             session.add(user)
             await session.flush()
             jobs = [
-                Job(user_id=user.id, task_type="market_data_sync", payload={}, idempotency_key=f"k{i}")
+                Job(
+                    user_id=user.id if owner == "user" else None,
+                    task_type="market_data_sync",
+                    payload={},
+                    idempotency_key=f"k{i}",
+                    dispatch_id=f"job-{i}",
+                    created_at=datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=i),
+                )
                 for i in range(8)
             ]
             session.add_all(jobs)
@@ -167,9 +178,16 @@ async def test_parallel_claims_never_exceed_the_users_limit(database_url):
             waiting = set(await session.scalars(select(Job.error_code).where(Job.status == "queued")))
         # A claim repeated by the run that made it (a retried attempt) keeps its slot and takes no other.
         again = await claimer.claim_slot(ClaimInput(jobs[0].id, f"job-{jobs[0].id}", "run"))
+        first_running = next(job for job, claim in zip(jobs, claims, strict=True) if claim.state == CLAIMED)
+        async with db.session() as session:
+            ended = await locked_job(session, first_running.id)
+            woken = await record_outcome(session, ended, JobOutcome("succeeded"), None, [])
+            stored_result = await session.scalar(select(Job.result).where(Job.id == first_running.id))
     finally:
         await db.dispose()
     states = [claim.state for claim in claims]
     assert states.count(CLAIMED) == running == 2  # the batch tier's limit
     assert states.count(WAITING) == 6 and waiting == {"CONCURRENCY_LIMIT_EXCEEDED"}
     assert again.state == (CLAIMED if states[0] == CLAIMED else WAITING)
+    oldest_waiting = next(job for job, claim in zip(jobs, claims, strict=True) if claim.state == WAITING)
+    assert woken == [oldest_waiting.dispatch_id] and stored_result is None
