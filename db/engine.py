@@ -16,6 +16,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from core.settings import Settings
+from db import sqlite
 
 
 def sync_url(url: str) -> str:
@@ -68,7 +69,9 @@ def create_engine(settings: Settings) -> AsyncEngine:
     json_options: dict[str, Any] = {"json_serializer": _json, "json_deserializer": orjson.loads}
     if url.startswith("sqlite"):
         _ensure_sqlite_dir(url)
-        engine = create_async_engine(url, **json_options)
+        database = make_url(url).database or ":memory:"
+        # SQLAlchemy's aiosqlite dialect over connections that make one trip to their thread per statement.
+        engine = create_async_engine(url, async_creator=lambda: sqlite.Connection(database), **json_options)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _begin)
         return engine

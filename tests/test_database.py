@@ -8,9 +8,10 @@ import asyncio
 import uuid
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select, update
 
 from core.settings import Settings
+from db import sqlite
 from db.engine import Database
 from db.migrate import upgrade
 from db.models import User
@@ -61,3 +62,30 @@ async def test_a_session_inside_another_is_refused_rather_than_left_waiting_for_
                 pass
         async with first.reading() as reading:  # reading needs no lock: it may nest
             await reading.scalar(select(func.count()).select_from(User))
+
+
+async def test_each_statement_is_one_call_on_the_connections_thread(engines, monkeypatch):
+    """Through SQLAlchemy: rows, row counts and the rows an INSERT returns are as the driver gives them, each
+    statement one call on aiosqlite's thread (its own cursors make four)."""
+    calls = []
+    call = sqlite.Connection.call
+
+    async def counted(self, function, *args):
+        calls.append(args[0])
+        return await call(self, function, *args)
+
+    monkeypatch.setattr(sqlite.Connection, "call", counted)
+    first, _ = engines
+    emails = [f"{uuid.uuid4().hex[:10]}@example.com" for _ in range(3)]
+    async with first.session() as session:
+        connection = await session.connection()
+        calls.clear()
+        inserted = await connection.execute(
+            insert(User).returning(User.email), [{"email": e, "password_hash": "-"} for e in emails[:1]]
+        )
+        assert inserted.scalars().all() == emails[:1] and len(calls) == 1
+        await connection.execute(insert(User), [{"email": e, "password_hash": "-"} for e in emails[1:]])
+        changed = await connection.execute(update(User).where(User.email.in_(emails)).values(password_hash="x"))
+        assert changed.rowcount == 3
+        rows = await connection.execute(select(User.email).where(User.email.in_(emails)).order_by(User.email))
+        assert rows.scalars().all() == sorted(emails) and len(calls) == 4
