@@ -20,11 +20,13 @@ MAX_PAGE = 100_000
 MAX_PAGE_SIZE = 200
 
 
-def get_platform(request: Request) -> Platform:
+# Dependencies that do no I/O are coroutines all the same: FastAPI runs a plain function in a thread of its
+# pool, a hand-off between threads on every request.
+async def get_platform(request: Request) -> Platform:
     return request.app.state.platform
 
 
-def client_info(request: Request) -> ClientInfo:
+async def client_info(request: Request) -> ClientInfo:
     return ClientInfo(
         address=request.client.host if request.client else None,
         user_agent=request.headers.get("user-agent"),
@@ -61,7 +63,7 @@ async def current_caller(
 
 async def caller_of(request: Request) -> Caller:
     """The caller of a request outside dependency injection (the validation error handler)."""
-    return await current_caller(get_platform(request), await bearer_scheme(request), await cookie_scheme(request))
+    return await current_caller(await get_platform(request), await bearer_scheme(request), await cookie_scheme(request))
 
 
 async def current_user(caller: Annotated[Caller, Depends(current_caller)]) -> User:
