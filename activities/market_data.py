@@ -319,7 +319,9 @@ class MarketDataActivities:
         (each row of coverage carries the count)."""
         count = self._count_of(symbol, request).scalar_subquery()
         coverage = _coverage_of(symbol, request.timeframe, self._provider.source)
-        rows = (await session.execute(coverage.with_only_columns(*_SPAN, count))).all()
+        # On the connection: a Core statement, without the ORM's execution of a statement of mapped columns.
+        connection = await session.connection()
+        rows = (await connection.execute(coverage.with_only_columns(*_SPAN, count))).all()
         if not rows:  # no coverage: counted on its own (a sync killed before it recorded its range stored some)
             return [], await self._counted(session, symbol, request)
         return [(_aware(start), _aware(end)) for start, end, _ in rows], rows[0][2]
