@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.engine.interfaces import ConnectArgsType
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from core.settings import Settings
@@ -69,9 +70,11 @@ def create_engine(settings: Settings) -> AsyncEngine:
     json_options: dict[str, Any] = {"json_serializer": _json, "json_deserializer": orjson.loads}
     if url.startswith("sqlite"):
         _ensure_sqlite_dir(url)
-        database = make_url(url).database or ":memory:"
-        # SQLAlchemy's aiosqlite dialect over connections that make one trip to their thread per statement.
-        engine = create_async_engine(url, async_creator=lambda: sqlite.Connection(database), **json_options)
+        # SQLAlchemy's aiosqlite dialect over connections that make one trip to their thread per statement,
+        # opened with the arguments the dialect reads from the URL (read before the first connection).
+        arguments: ConnectArgsType
+        engine = create_async_engine(url, async_creator=lambda: sqlite.Connection(*arguments), **json_options)
+        arguments = engine.sync_engine.dialect.create_connect_args(engine.url)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _begin)
         return engine

@@ -8,13 +8,14 @@ transaction of seven statements made about thirty. Here a statement is executed,
 cursor closed in one call, and the cursor SQLAlchemy holds answers from what that call returned.
 
 Given to ``create_async_engine`` as its ``async_creator``; the dialect and its adapter are SQLAlchemy's own.
+Rows are fetched whole: results asked for as a stream (``stream()``, ``yield_per``) arrive all at once.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import aiosqlite
@@ -85,8 +86,9 @@ class Cursor:
 class Connection(aiosqlite.Connection):
     """An aiosqlite connection whose cursors run each statement in one call on its thread."""
 
-    def __init__(self, database: str) -> None:
-        super().__init__(lambda: sqlite3.connect(database), iter_chunk_size=64)
+    def __init__(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+        """Opens ``sqlite3.connect(*args, **kwargs)``: the arguments SQLAlchemy's dialect reads from a URL."""
+        super().__init__(lambda: sqlite3.connect(*args, **kwargs), iter_chunk_size=64)
         self._thread.daemon = True  # as SQLAlchemy makes aiosqlite's: never keeps the process alive
 
     def cursor(self) -> Cursor:  # type: ignore[override]  # a cursor at once: no call on the thread
