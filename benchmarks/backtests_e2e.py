@@ -34,7 +34,8 @@ measured backtest fetches any (checked in their job logs).
 
 CPU per backtest and per floor workflow, by process: a phase's CPU time summed over the rounds, divided by the
 items it ran in them, for this process (the API and the client), the worker with its descendants (the engine
-processes; for the floor, the floor's worker) and the dev server.
+processes; for the floor, the floor's worker), the dev server, and the PostgreSQL server when it runs on this
+machine (the floor never touches it; on SQLite the database's work is in the API's and the worker's CPU).
 
 Checked: every backtest completed, each /result carries metrics, and they agree to 1e-9 with the same
 backtests computed in-process with `domain.backtest.run` over the provider's bars (no API, no Temporal, no
@@ -186,11 +187,13 @@ async def polling(client: Client, task_queue: str, child: Child) -> None:
 
 
 class Cpu(NamedTuple):
-    """CPU seconds by process: this one (the API and the client), a worker's, and the dev server's."""
+    """CPU seconds by process: this one (the API and the client), a worker's, the dev server's, and the
+    PostgreSQL server's on this machine (none on SQLite, whose work is done in the API's and the worker's)."""
 
     api: float
     worker: float
     temporal: float
+    database: float
 
     @staticmethod
     def summed(parts: Iterable[Cpu]) -> Cpu:
@@ -207,6 +210,23 @@ def tree_cpu(root: psutil.Process) -> float:
     return total
 
 
+def database_cpu() -> dict[int, float]:
+    """CPU seconds of each of this machine's PostgreSQL server processes (its backends serve the pooled
+    connections), by pid."""
+    seconds = {}
+    for process in psutil.process_iter(["name", "cpu_times"]):
+        times = process.info["cpu_times"]
+        if process.info["name"] == "postgres" and times is not None:
+            seconds[process.pid] = times.user + times.system
+    return seconds
+
+
+def database_cpu_since(before: dict[int, float]) -> float:
+    """CPU seconds the PostgreSQL server spent since ``before``: a backend that ended meanwhile (a pool's
+    overflow connection closed) is not counted, so this is a lower bound."""
+    return sum(seconds - before.get(pid, 0.0) for pid, seconds in database_cpu().items())
+
+
 @dataclass(frozen=True)
 class Meter:
     """The CPU a measured phase costs, by process."""
@@ -219,12 +239,13 @@ class Meter:
     def now(self, worker: psutil.Process) -> Cpu:
         # Only this process's own time: its descendants are the workers and the dev server, counted apart.
         own = self.api.cpu_times()
-        return Cpu(own.user + own.system, tree_cpu(worker), tree_cpu(self.temporal))
+        # The database server's is taken apart, by process (see _during).
+        return Cpu(own.user + own.system, tree_cpu(worker), tree_cpu(self.temporal), 0.0)
 
     async def _during(self, worker: psutil.Process, work: Awaitable[T]) -> tuple[T, Cpu]:
-        before = self.now(worker)
+        before, database = self.now(worker), database_cpu()
         result = await work
-        after = self.now(worker)
+        after = self.now(worker)._replace(database=database_cpu_since(database))
         return result, Cpu(*(b - a for a, b in zip(before, after, strict=True)))
 
     async def platform(self, work: Awaitable[T]) -> tuple[T, Cpu]:
@@ -602,7 +623,7 @@ def report(run: dict[str, Any], direct_time: float, label: str, args) -> None:
 def cpu_table(rounds: list[dict[str, Any]], args) -> None:
     """Each phase's CPU by process, summed over the rounds, per item."""
     heading = "cpu ms per item (sum over rounds)"
-    print(f"{heading:<34} {'api+client':>10} {'worker(+engines)':>17} {'temporal':>9} {'total':>8}")
+    print(f"{heading:<34} {'api+client':>10} {'worker(+engines)':>17} {'temporal':>9} {'database':>9} {'total':>8}")
     phases = (
         ("single", "single: backtest", args.singles),
         ("floor_single", "single: floor workflow", args.singles),
@@ -611,8 +632,8 @@ def cpu_table(rounds: list[dict[str, Any]], args) -> None:
     )
     for key, name, count in phases:
         cpu = Cpu.summed(r["cpu"][key] for r in rounds)
-        api, worker, temporal, total = (seconds * 1e3 / (count * len(rounds)) for seconds in (*cpu, sum(cpu)))
-        print(f"{name:<34} {api:>10.1f} {worker:>17.1f} {temporal:>9.1f} {total:>8.1f}")
+        api, worker, temporal, database, total = (seconds * 1e3 / (count * len(rounds)) for seconds in (*cpu, sum(cpu)))
+        print(f"{name:<34} {api:>10.1f} {worker:>17.1f} {temporal:>9.1f} {database:>9.1f} {total:>8.1f}")
 
 
 def main() -> None:
