@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import CursorResult, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import Unauthorized
@@ -37,19 +37,23 @@ async def open_session(session: AsyncSession, platform: Platform, user: User, cl
     return IssuedSession(token=token, session=row, user=user)
 
 
+# Every authenticated request runs it: built once, not per request.
+_LIVE_SESSION = (
+    select(AuthSession, User)
+    .join(User, User.id == AuthSession.user_id)
+    .where(
+        AuthSession.token_digest == bindparam("token_digest"),
+        AuthSession.revoked_at.is_(None),
+        AuthSession.expires_at > bindparam("now"),
+    )
+)
+
+
 async def authenticate(platform: Platform, token: str | None) -> tuple[User, AuthSession]:
     if not token:
         raise Unauthorized("authentication required", code="MISSING_TOKEN")
     async with platform.db.reading() as session:
-        row = await session.execute(
-            select(AuthSession, User)
-            .join(User, User.id == AuthSession.user_id)
-            .where(
-                AuthSession.token_digest == digest(token),
-                AuthSession.revoked_at.is_(None),
-                AuthSession.expires_at > utcnow(),
-            )
-        )
+        row = await session.execute(_LIVE_SESSION, {"token_digest": digest(token), "now": utcnow()})
         found = row.first()
     if found is None:
         raise Unauthorized("invalid or expired session", code="INVALID_TOKEN")
