@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import event, text
+from sqlalchemy import event, exc, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.engine.interfaces import ConnectArgsType
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -78,13 +79,38 @@ def create_engine(settings: Settings) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _begin)
         return engine
-    return create_async_engine(
-        url,
-        pool_size=settings.database_pool_size,
-        max_overflow=settings.database_max_overflow,
-        pool_pre_ping=True,
-        **json_options,
+    engine = create_async_engine(
+        url, pool_size=settings.database_pool_size, max_overflow=settings.database_max_overflow, **json_options
     )
+    _ping_when_idle(engine)
+    return engine
+
+
+# A connection the pool hands out within this long of its last use is trusted; one idle longer is pinged.
+PING_AFTER_IDLE_SECONDS = 1.0
+_LAST_USED = "quantpoly_last_used"
+
+
+def _ping_when_idle(engine: AsyncEngine) -> None:
+    """pool_pre_ping's check, for connections idle a while only. Under load every checkout finds a connection
+    used a moment ago, and pinging each cost every unit of work a round trip. One that fails anyway (the
+    server restarted within that moment) fails its unit of work, and SQLAlchemy then drops the pool's
+    connections that are older than the failure."""
+
+    def used(_dbapi_connection: Any, record: Any, *_: Any) -> None:
+        record.info[_LAST_USED] = time.monotonic()
+
+    def checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        if time.monotonic() - record.info.get(_LAST_USED, 0.0) < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as error:  # the pool opens a new connection instead
+            raise exc.DisconnectionError(str(error)) from error
+
+    event.listen(engine.sync_engine, "connect", used)
+    event.listen(engine.sync_engine, "checkin", used)
+    event.listen(engine.sync_engine, "checkout", checked_out)
 
 
 # The databases whose ``session()`` a task is inside: on SQLite a session of the same database opened inside

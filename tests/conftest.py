@@ -16,7 +16,7 @@ import re
 import socket
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -142,6 +142,18 @@ def database_url(request, tmp_path) -> AsyncIterator[str]:
         upgrade(url)
         yield url
         return
+    yield from _postgres_schema()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """``database_url`` on PostgreSQL only, for what SQLite lacks (a connection pool, a server to lose)."""
+    if "postgres" not in _backends():
+        pytest.skip(f"PostgreSQL unreachable at {POSTGRES_URL} (required under CI)")
+    yield from _postgres_schema()
+
+
+def _postgres_schema() -> Iterator[str]:
     if not _postgres_reachable():
         pytest.fail(f"PostgreSQL is required under CI but unreachable at {POSTGRES_URL}")
     schema = f"t_{uuid.uuid4().hex[:12]}"

@@ -1,16 +1,20 @@
 """SQLite's one write lock, as two processes' engines meet it: a transaction holds it from its start, so one
 that reads and then writes never fails because another committed in between; the others wait their turn;
-a unit of work that only reads never waits for a writer."""
+a unit of work that only reads never waits for a writer. PostgreSQL's pool: a connection the server dropped
+while it sat idle is replaced before use."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
 
+import psycopg
 import pytest
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, select, text, update
+from sqlalchemy.exc import DBAPIError
 
 from core.settings import Settings
+from db import engine as engine_module
 from db import sqlite
 from db.engine import Database
 from db.migrate import upgrade
@@ -89,3 +93,39 @@ async def test_each_statement_is_one_call_on_the_connections_thread(engines, mon
         assert changed.rowcount == 3
         rows = await connection.execute(select(User.email).where(User.email.in_(emails)).order_by(User.email))
         assert rows.scalars().all() == sorted(emails) and len(calls) == 4
+
+
+async def backend_pid(db: Database) -> int:
+    async with db.reading() as session:
+        return int(await session.scalar(text("SELECT pg_backend_pid()")) or 0)
+
+
+def drop_connection(url: str, pid: int) -> None:
+    """What a restarted server or a dropped network does to a pooled connection."""
+    with psycopg.connect(url.replace("+psycopg", "").split("?")[0], autocommit=True) as admin:
+        assert admin.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone() == (True,)
+
+
+async def test_a_postgres_connection_dropped_while_idle_is_replaced_before_use(postgres_url, monkeypatch):
+    monkeypatch.setattr(engine_module, "PING_AFTER_IDLE_SECONDS", 0.0)  # every connection idle long enough
+    db = Database.from_settings(Settings(database_url=postgres_url))
+    try:
+        first = await backend_pid(db)
+        drop_connection(postgres_url, first)
+        assert await backend_pid(db) not in (0, first)
+    finally:
+        await db.dispose()
+
+
+async def test_a_postgres_connection_dropped_just_after_use_fails_one_unit_of_work_only(postgres_url, monkeypatch):
+    monkeypatch.setattr(engine_module, "PING_AFTER_IDLE_SECONDS", 3600.0)  # every connection trusted
+    db = Database.from_settings(Settings(database_url=postgres_url))
+    try:
+        first = await backend_pid(db)
+        drop_connection(postgres_url, first)
+        with pytest.raises(DBAPIError) as failed:
+            await backend_pid(db)
+        assert failed.value.connection_invalidated
+        assert await backend_pid(db) not in (0, first)
+    finally:
+        await db.dispose()
