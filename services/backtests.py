@@ -17,7 +17,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.errors import AccessDenied, AppError, Conflict, NotFound
 from core.security import digest
 from db.base import new_id, utcnow
-from db.engine import serialize
 from db.models import Backtest, Job, JobLogLine, Strategy, User
 from domain import jobs as job_states
 from domain import strategies as strategy_rules
@@ -154,8 +153,9 @@ def request_digest(strategy_id: str, config: dict[str, Any], display_name: str |
 
 async def locked_strategy(session, strategy_id: str) -> Strategy | None:
     """The strategy, read under its lock: creating, retrying and deleting its backtests, and deleting it,
-    run one at a time, so that no backtest starts on a strategy being deleted or deactivated."""
-    await serialize(session, f"strategy:{strategy_id}")
+    run one at a time, so that no backtest starts on a strategy being deleted or deactivated. The row's lock
+    (FOR UPDATE; on SQLite the transaction's write lock) is the only one needed: a strategy that does not
+    exist has no backtests to serialize."""
     return await session.get(Strategy, strategy_id, with_for_update=True)
 
 
