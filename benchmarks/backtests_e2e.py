@@ -212,18 +212,26 @@ def tree_cpu(root: psutil.Process) -> float:
 
 def database_cpu() -> dict[int, float]:
     """CPU seconds of each of this machine's PostgreSQL server processes (its backends serve the pooled
-    connections), by pid."""
+    connections), by pid; under the key 0, those of the backends that have ended (a pool's overflow
+    connection closed), which their parent, the postmaster, has reaped."""
     seconds = {}
-    for process in psutil.process_iter(["name", "cpu_times"]):
+    for process in psutil.process_iter(["name", "cpu_times", "ppid"]):
         times = process.info["cpu_times"]
         if process.info["name"] == "postgres" and times is not None:
             seconds[process.pid] = times.user + times.system
+            if process.info["ppid"] == 1 or not _is_postgres(process.info["ppid"]):  # the postmaster
+                seconds[0] = seconds.get(0, 0.0) + times.children_user + times.children_system
     return seconds
 
 
+def _is_postgres(pid: int) -> bool:
+    with contextlib.suppress(psutil.Error):
+        return psutil.Process(pid).name() == "postgres"
+    return False
+
+
 def database_cpu_since(before: dict[int, float]) -> float:
-    """CPU seconds the PostgreSQL server spent since ``before``: a backend that ended meanwhile (a pool's
-    overflow connection closed) is not counted, so this is a lower bound."""
+    """CPU seconds the PostgreSQL server spent since ``before``."""
     return sum(seconds - before.get(pid, 0.0) for pid, seconds in database_cpu().items())
 
 
