@@ -33,6 +33,9 @@ WITHOUT_JSON_BODY = {
     ("GET", "/internal/metrics"): "200",  # Prometheus text
 }
 HTTPX_ARGUMENTS = {"method", "url", "params", "headers", "cookies", "json", "content", "data", "files"}
+# Operations whose documented answer while a dependency is down is a 503: on a loaded machine Temporal's health
+# RPC fails now and then, and /health says so. Its answers are still checked against the document.
+MAY_REPORT_DOWN = {("GET", "/health")}
 
 
 def _httpx_arguments(case: Any, headers: dict[str, str]) -> dict[str, Any]:
@@ -55,6 +58,10 @@ def _sender(stack: Stack, loop: asyncio.AbstractEventLoop) -> Callable[[dict[str
 
 
 def _fuzz(operation: Any, send: Callable, headers: dict[str, str], examples: int) -> None:
+    checks = CHECKS
+    if (operation.method.upper(), operation.path) in MAY_REPORT_DOWN:
+        checks = [one for one in CHECKS if one is not not_a_server_error]
+
     @settings(
         max_examples=examples,
         derandomize=True,
@@ -65,7 +72,7 @@ def _fuzz(operation: Any, send: Callable, headers: dict[str, str], examples: int
     )
     @given(case=operation.as_strategy())
     def check(case: Any) -> None:
-        case.validate_response(send(_httpx_arguments(case, headers)), checks=CHECKS, headers=headers)
+        case.validate_response(send(_httpx_arguments(case, headers)), checks=checks, headers=headers)
 
     check()
 
