@@ -26,7 +26,7 @@ from activities.jobs import (
     append_log,
     claim_slot,
     locked_job,
-    record_outcome,
+    record_success,
     set_progress,
 )
 from activities.market_data import MarketDataActivities, heartbeating
@@ -135,18 +135,19 @@ class BacktestActivities(BacktestSteps):
         bars = await self._bars(config, count)
         computed = await self._computed(bars, backtest, config)
         lines = [*lines, _summary(config, backtest, len(bars), computed.metrics)]
+        result = {"backtestId": backtest.id, "metrics": computed.metrics}
         async with self._db.session() as session:
-            job = await locked_job(session, job_id)
-            if job is None:  # deleted with its user
+            ran, waiting = await record_success(session, job_id, result, lines)
+            if ran is None:  # cancelled while the engine ran, or deleted with its user: nothing is stored
+                job = await locked_job(session, job_id)
+            else:
+                await _store(session, backtest.id, job_id, computed)
+        if ran is None:
+            if job is None:
                 raise activity_error("JOB_NOT_FOUND", "the job was deleted", retryable=False)
-            if job.status != job_states.RUNNING:  # cancelled while the engine ran: nothing is stored
-                return JobOutcome(job.status, job.error_code, job.error_message)
-            await _store(session, backtest.id, job_id, computed)
-            outcome = JobOutcome(job_states.SUCCEEDED)
-            result = {"backtestId": backtest.id, "metrics": computed.metrics}
-            waiting = await record_outcome(session, job, outcome, result, lines)
+            return JobOutcome(job.status, job.error_code, job.error_message)
         await self._jobs.hand_over(waiting)
-        return outcome
+        return JobOutcome(job_states.SUCCEEDED)
 
     async def _synced(self, job_id: str, config: BacktestConfig, lines: list[str] | None = None) -> int:
         """Bars of the config's range in the store, after syncing what it lacked."""

@@ -82,6 +82,7 @@ _JOBS = cast(Table, Job.__table__)
 _LOGS = cast(Table, JobLogLine.__table__)
 _LOCKED = select(*(_JOBS.c[name] for name in JobRow._fields)).where(_JOBS.c.id == bindparam("job_id")).with_for_update()
 _SET = update(_JOBS).where(_JOBS.c.id == bindparam("job_id"))
+_SUCCEED = _SET.where(_JOBS.c.status == lifecycle.RUNNING).returning(*(_JOBS.c[name] for name in JobRow._fields))
 _LOG = insert(_LOGS)
 
 
@@ -152,12 +153,45 @@ async def record_outcome(
         return []
     await serialize(session, slot_key(job))  # counted with the claims, so that no waiting job is missed
     connection = await session.connection()
+    await connection.execute(_SET, {"job_id": job.id, **_outcome_values(outcome, result)})
+    return await _logged_and_woken(connection, job, outcome, lines)
+
+
+async def record_success(
+    session: AsyncSession, job_id: str, result: dict[str, Any], lines: list[str]
+) -> tuple[JobRow | None, list[str]]:
+    """running → succeeded, with the result and log lines, in the caller's transaction: the job as it ran
+    (None when it no longer runs: cancelled meanwhile, or deleted; nothing is written then) and the jobs to
+    wake, as ``record_outcome`` gives them. The update itself locks the row and checks that the job still
+    runs, so the transaction reads nothing first; what it writes after the update (a backtest's result)
+    is written only if the job succeeded."""
+    connection = await session.connection()
+    outcome = JobOutcome(lifecycle.SUCCEEDED)
+    values = {"job_id": job_id, **_outcome_values(outcome, result)}
+    row = (await connection.execute(_SUCCEED, values)).first()
+    if row is None:
+        return None, []
+    ran = JobRow(*row)._replace(status=lifecycle.RUNNING)
+    # The slot's lock after the job's own row: as in record_outcome, what matters is that the waiting jobs
+    # are read under it (a claim counting its peers under the lock then sees this job ended, or is read here).
+    await serialize(session, slot_key(ran))
+    return ran, await _logged_and_woken(connection, ran, outcome, lines)
+
+
+def _outcome_values(outcome: JobOutcome, result: dict[str, Any] | None) -> dict[str, Any]:
     values = _ending(outcome.status, outcome.error_code, outcome.error_message)
     if result is not None:  # else the column stays NULL (None would be stored as JSON null)
         values["result"] = result
     if outcome.status == lifecycle.SUCCEEDED:
         values["progress"] = 1.0
-    await connection.execute(_SET, {"job_id": job.id, **values})
+    return values
+
+
+async def _logged_and_woken(
+    connection: AsyncConnection, job: JobRow, outcome: JobOutcome, lines: list[str]
+) -> list[str]:
+    """The lines and the ending's line in the log; the oldest waiting jobs that the freed slot (with any other
+    free one) should wake, when the job held one."""
     detail = f": {outcome.error_code} {outcome.error_message}" if outcome.error_code else ""
     ending = (f"{outcome.status}{detail}", _level(outcome.status))
     await _log(connection, job.id, [*((line, "info") for line in lines), ending])

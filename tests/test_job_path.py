@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
 
-from activities.jobs import JobActivities, locked_job, record_outcome
+from activities.jobs import JobActivities, locked_job, record_outcome, record_success
 from core.settings import Settings
 from db.engine import Database
 from db.models import Backtest, Job, User
@@ -183,6 +183,20 @@ async def test_parallel_claims_never_exceed_the_users_limit(database_url, owner)
             ended = await locked_job(session, first_running.id)
             woken = await record_outcome(session, ended, JobOutcome("succeeded"), None, [])
             stored_result = await session.scalar(select(Job.result).where(Job.id == first_running.id))
+        # The engine's path: the update itself checks that the job still runs.
+        last_running = next(
+            job for job, claim in zip(jobs, claims, strict=True) if claim.state == CLAIMED and job is not first_running
+        )
+        async with db.session() as session:
+            ran, woken_by_last = await record_success(session, last_running.id, {"n": 1}, ["done"])
+            ended_twice = await record_success(session, first_running.id, {"n": 2}, [])
+            results = dict(
+                (
+                    await session.execute(
+                        select(Job.id, Job.result).where(Job.id.in_([first_running.id, last_running.id]))
+                    )
+                ).all()
+            )
     finally:
         await db.dispose()
     states = [claim.state for claim in claims]
@@ -191,3 +205,6 @@ async def test_parallel_claims_never_exceed_the_users_limit(database_url, owner)
     assert again.state == (CLAIMED if states[0] == CLAIMED else WAITING)
     oldest_waiting = next(job for job, claim in zip(jobs, claims, strict=True) if claim.state == WAITING)
     assert woken == [oldest_waiting.dispatch_id] and stored_result is None
+    two_oldest = [job.dispatch_id for job, claim in zip(jobs, claims, strict=True) if claim.state == WAITING][:2]
+    assert ran is not None and ran.id == last_running.id and woken_by_last == two_oldest  # both slots free now
+    assert ended_twice == (None, []) and results == {first_running.id: None, last_running.id: {"n": 1}}
