@@ -8,12 +8,12 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import Select, func, select, type_coerce
+from sqlalchemy import Select, Table, bindparam, func, select, type_coerce
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -301,27 +301,21 @@ class MarketDataActivities:
             return await self._counted(session, symbol, request)
 
     async def _counted(self, session, symbol: str, request: SyncRequest) -> int:
-        return await session.scalar(self._count_of(symbol, request)) or 0
+        connection = await session.connection()
+        return (await connection.execute(_BAR_COUNT, self._range(symbol, request))).scalar_one()
 
-    def _count_of(self, symbol: str, request: SyncRequest) -> Select[int]:
-        return select(func.count()).where(
-            MarketBar.symbol == symbol,
-            MarketBar.timeframe == request.timeframe,
-            MarketBar.source == self._provider.source,
-            MarketBar.timestamp >= request.start,
-            MarketBar.timestamp <= request.end,
-        )
+    def _range(self, symbol: str, request: SyncRequest) -> dict[str, Any]:
+        """The bound values of _BAR_COUNT and _COVERED_AND_COUNTED."""
+        source = self._provider.source
+        return dict(symbol=symbol, timeframe=request.timeframe, source=source, start=request.start, end=request.end)
 
     async def _covered_and_counted(
         self, session: AsyncSession, symbol: str, request: SyncRequest
     ) -> tuple[list[Span], int]:
         """The ranges already fetched for the symbol and the bars stored in the request's range, in one query
         (each row of coverage carries the count)."""
-        count = self._count_of(symbol, request).scalar_subquery()
-        coverage = _coverage_of(symbol, request.timeframe, self._provider.source)
-        # On the connection: a Core statement, without the ORM's execution of a statement of mapped columns.
         connection = await session.connection()
-        rows = (await connection.execute(coverage.with_only_columns(*_SPAN, count))).all()
+        rows = (await connection.execute(_COVERED_AND_COUNTED, self._range(symbol, request))).all()
         if not rows:  # no coverage: counted on its own (a sync killed before it recorded its range stored some)
             return [], await self._counted(session, symbol, request)
         return [(_aware(start), _aware(end)) for start, end, _ in rows], rows[0][2]
@@ -438,6 +432,21 @@ def _arrays(rows: Sequence[Any]) -> BarArrays:
 
 
 _SPAN = (MarketSyncCoverage.start, MarketSyncCoverage.end)
+
+# Every backtest's claim runs _COVERED_AND_COUNTED: built once, on the tables, with bound values.
+_BARS, _COVERAGE = cast(Table, MarketBar.__table__), cast(Table, MarketSyncCoverage.__table__)
+_BAR_COUNT = select(func.count()).where(
+    _BARS.c.symbol == bindparam("symbol"),
+    _BARS.c.timeframe == bindparam("timeframe"),
+    _BARS.c.source == bindparam("source"),
+    _BARS.c.timestamp >= bindparam("start"),
+    _BARS.c.timestamp <= bindparam("end"),
+)
+_COVERED_AND_COUNTED = select(_COVERAGE.c.start, _COVERAGE.c.end, _BAR_COUNT.scalar_subquery()).where(
+    _COVERAGE.c.symbol == bindparam("symbol"),
+    _COVERAGE.c.timeframe == bindparam("timeframe"),
+    _COVERAGE.c.source == bindparam("source"),
+)
 
 
 def _coverage_of(symbol: str, timeframe: str, source: str) -> Select[MarketSyncCoverage]:
