@@ -80,7 +80,14 @@ def create_engine(settings: Settings) -> AsyncEngine:
         event.listen(engine.sync_engine, "begin", _begin)
         return engine
     engine = create_async_engine(
-        url, pool_size=settings.database_pool_size, max_overflow=settings.database_max_overflow, **json_options
+        url,
+        pool_size=settings.database_pool_size,
+        max_overflow=settings.database_max_overflow,
+        # psycopg prepares a statement on a connection once it has run it 5 times there; spread over a pool
+        # of 20 connections, most executions came before that, each parsed and planned again by the server.
+        # Prepared at first use, a statement is planned once per connection.
+        connect_args={"prepare_threshold": 0},
+        **json_options,
     )
     _ping_when_idle(engine)
     return engine
