@@ -34,7 +34,7 @@ from activities.jobs import JobActivities
 from activities.market_data import MarketDataActivities
 from activities.schedules import ScheduleActivities
 from core.logging import configure_logging
-from core.runtime import freeze_startup_heap
+from core.runtime import frozen_startup_heap
 from core.settings import Settings, get_settings
 from core.temporal import connect_temporal
 from db.engine import Database
@@ -157,15 +157,15 @@ async def run(settings: Settings) -> None:
     db = Database.from_settings(settings)
     worker = build_worker(client, settings, db)
     await ensure_schedules(client, settings)
-    freeze_startup_heap()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     log.info("worker polling task queue %s on %s", settings.task_queue, settings.temporal_address)
-    async with worker:
-        await stop.wait()
-        log.info("worker shutting down")
+    with frozen_startup_heap():
+        async with worker:
+            await stop.wait()
+            log.info("worker shutting down")
     process_pool(settings.worker_processes).shutdown(cancel_futures=True)
     await db.dispose()
 

@@ -13,7 +13,7 @@ from api import errors
 from api.middleware import BodyLimitMiddleware, Metrics, RequestContextMiddleware
 from api.routes import admin, auth, backtests, jobs, market, market_stream, strategies, users
 from api.routes import platform as platform_routes
-from core.runtime import freeze_startup_heap
+from core.runtime import frozen_startup_heap
 from core.settings import Settings, get_settings
 from core.temporal import connect_temporal
 from db.engine import Database
@@ -31,9 +31,9 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
         # Lazy: the API starts (and /health reports 503) even while Temporal is still coming up.
         client = temporal or await connect_temporal(settings, lazy=True)
         app.state.platform = Platform(settings=settings, db=db, temporal=client)
-        freeze_startup_heap()
         try:
-            yield
+            with frozen_startup_heap():
+                yield
         finally:
             await db.dispose()
 

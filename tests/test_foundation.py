@@ -1,7 +1,8 @@
-"""Migrations, settings, log redaction and workflow replay."""
+"""Migrations, settings, log redaction, workflow replay and the garbage collector of a serving process."""
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import subprocess
@@ -17,6 +18,7 @@ from temporalio.worker import Replayer
 
 import db.models  # noqa: F401
 from core.logging import RedactingFilter, redact
+from core.runtime import YOUNG_COLLECTION_THRESHOLD, frozen_startup_heap
 from core.temporal import DATA_CONVERTER, SEARCH_ATTRIBUTES
 from db.base import Base
 from db.engine import sync_url
@@ -113,3 +115,11 @@ def test_missing_spans_finds_holes_and_edges():
 def test_the_dev_server_registers_every_search_attribute_the_code_sets():
     config = yaml.safe_load((Path(__file__).parent.parent / "temporal-dev.yaml").read_text())
     assert set(config["search_attributes"]) == {key.name for key in SEARCH_ATTRIBUTES}
+
+
+def test_a_serving_process_freezes_its_startup_heap_and_restores_the_collector_after():
+    threshold, frozen = gc.get_threshold(), gc.get_freeze_count()
+    with frozen_startup_heap():
+        assert gc.get_freeze_count() > frozen
+        assert gc.get_threshold() == (YOUNG_COLLECTION_THRESHOLD, *threshold[1:])
+    assert gc.get_threshold() == threshold and gc.get_freeze_count() == 0
