@@ -112,8 +112,10 @@ def _ping_when_idle(engine: AsyncEngine) -> None:
             return
         try:
             engine.dialect.do_ping(dbapi_connection)
-        except Exception as error:  # the pool opens a new connection instead
-            raise exc.DisconnectionError(str(error)) from error
+        except Exception as error:
+            disconnected = exc.DisconnectionError(str(error))
+            disconnected.invalidate_pool = True  # the server restarted, most likely: every connection is stale
+            raise disconnected from error
 
     event.listen(engine.sync_engine, "connect", used)
     event.listen(engine.sync_engine, "checkin", used)
@@ -132,6 +134,8 @@ class Database:
         self.engine = engine
         self.sessions = async_sessionmaker(engine, expire_on_commit=False)
         self._sqlite = engine.dialect.name == "sqlite"
+        # A unit of work that only reads: see reading().
+        self._read_only: dict[str, Any] = {READ_ONLY: True} if self._sqlite else {"isolation_level": "AUTOCOMMIT"}
         self._writers: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
 
     @classmethod
@@ -162,10 +166,9 @@ class Database:
         takes the write lock, so reads (every request's session check, a page polling a job) never wait for
         writers. On PostgreSQL it reads in autocommit: at READ COMMITTED each statement takes its own snapshot
         inside a transaction too, so BEGIN and COMMIT would only add two round trips to every request."""
-        options = {READ_ONLY: True} if self._sqlite else {"isolation_level": "AUTOCOMMIT"}
         async with self.sessions() as session:
             async with session.begin():
-                await session.connection(execution_options=options)
+                await session.connection(execution_options=self._read_only)
                 yield session
 
     @asynccontextmanager
@@ -182,7 +185,9 @@ class Database:
 
     async def ping(self) -> None:
         async with self.engine.connect() as connection:
-            reading = await connection.execution_options(**{READ_ONLY: True})  # never behind a writer
+            # Never behind a writer; on PostgreSQL outside a transaction, whose rollback would also drop the
+            # statements psycopg prepared on the connection.
+            reading = await connection.execution_options(**self._read_only)
             await reading.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
