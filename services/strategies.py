@@ -141,6 +141,8 @@ async def delete(platform: Platform, user: User, strategy_id: str) -> None:
     await get(platform, user, strategy_id)
     async with platform.db.session() as session:
         strategy = await backtests.locked_strategy(session, strategy_id)
+        if strategy is None:  # deleted by a concurrent request since it was read
+            raise AccessDenied("strategy")
         active = await backtests.running_count(session, strategy_id)
         if active:
             raise Conflict(f"{active} backtests of this strategy are pending or running", code="STRATEGY_IN_USE")
