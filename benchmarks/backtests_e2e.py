@@ -649,7 +649,7 @@ def main() -> None:
     parser.add_argument("--singles", type=int, default=15, help="backtests one at a time per round (default 15)")
     parser.add_argument("--backtests", type=int, default=40, help="backtests at once per round (default 40)")
     parser.add_argument("--users", type=int, default=20, help="accounts they are spread over (default 20)")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds; medians are reported (default 3)")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds; medians are reported (default 5)")
     parser.add_argument("--database-url", default=None, help="PostgreSQL (or SQLite) URL; default a temp SQLite")
     parser.add_argument("--poll", type=float, default=0.005, help="single: poll interval in seconds (0.005)")
     args = parser.parse_args()
