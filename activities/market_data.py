@@ -431,8 +431,6 @@ def _arrays(rows: Sequence[Any]) -> BarArrays:
     return BarArrays(stamps, open_, close)
 
 
-_SPAN = (MarketSyncCoverage.start, MarketSyncCoverage.end)
-
 # Every backtest's claim runs _COVERED_AND_COUNTED: built once, on the tables, with bound values.
 _BARS, _COVERAGE = cast(Table, MarketBar.__table__), cast(Table, MarketSyncCoverage.__table__)
 _BAR_COUNT = select(func.count()).where(
