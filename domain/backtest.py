@@ -191,23 +191,41 @@ def run(bars: pd.DataFrame, template: str, parameters: dict[str, Any], config: B
 
 def run_arrays(bars: BarArrays, template: str, parameters: dict[str, Any], config: BacktestConfig) -> dict[str, Any]:
     """``run`` over arrays (what ``run_as_json`` runs in a process pool)."""
+    ran = evaluate(bars, template, parameters, config)
+    stamps = _iso_stamps(bars.timestamps)
+    equity = ran.outcome.equity
+    assert config.symbol is not None  # a config that reaches the engine names its symbol
+    return {
+        "equityCurve": [{"index": i, "timestamp": stamps[i], "equity": float(e)} for i, e in enumerate(equity[1:])],
+        "dailyReturns": metrics.returns_of(equity).tolist(),
+        "trades": _trade_rows(ran.outcome.trades, ran.rule, config.symbol, stamps),
+        "metrics": ran.metrics,
+    }
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """A run's engine outcome and metrics, before any of the result body is built."""
+
+    rule: signals.Signals
+    outcome: engine.EngineResult
+    metrics: dict[str, Any]
+
+
+def evaluate(bars: BarArrays, template: str, parameters: dict[str, Any], config: BacktestConfig) -> Evaluation:
+    """The engine and the metrics of a backtest: what a result body is built from, and all that a research
+    trial needs (so that a trial's score is its backtest's metric, computed by the same code)."""
     needed = minimum_bars(template, parameters)
     if len(bars) < needed:
         raise InsufficientData(f"{len(bars)} bars in range; {template} with these parameters needs {needed}")
     rule = signals.signals(template, bars.close, parameters)
     outcome = engine.run(bars.open, bars.close, rule.entries, rule.exits, config.execution())
-    stamps = _iso_stamps(bars.timestamps)
     equity = outcome.equity
-    # A config that reaches the engine names its symbol, and the validator resolved its periods per year.
-    assert config.symbol is not None and config.periods_per_year is not None
+    # The validator resolved the periods per year.
+    assert config.periods_per_year is not None
     summary = metrics.summary(equity, [t.pnl for t in outcome.trades], outcome.position > 0, config.periods_per_year)
     summary.update(finalEquity=float(equity[-1]), initialCapital=config.initial_capital, barCount=len(bars))
-    return {
-        "equityCurve": [{"index": i, "timestamp": stamps[i], "equity": float(e)} for i, e in enumerate(equity[1:])],
-        "dailyReturns": metrics.returns_of(equity).tolist(),
-        "trades": _trade_rows(outcome.trades, rule, config.symbol, stamps),
-        "metrics": {key: _finite(value) for key, value in summary.items()},
-    }
+    return Evaluation(rule, outcome, {key: _finite(value) for key, value in summary.items()})
 
 
 @dataclass(frozen=True)
