@@ -32,6 +32,7 @@ from activities.auth import AuthActivities
 from activities.backtests import BacktestActivities
 from activities.jobs import JobActivities
 from activities.market_data import MarketDataActivities
+from activities.portfolios import PortfolioActivities
 from activities.schedules import ScheduleActivities
 from core.logging import configure_logging
 from core.runtime import frozen_startup_heap
@@ -105,6 +106,7 @@ def build_worker(
     scheduled = ScheduleActivities(db, client, settings)
     market = MarketDataActivities(db, provider_from_settings(settings), settings)
     backtests = BacktestActivities(db, market, jobs, process_pool(settings.worker_processes))
+    portfolios = PortfolioActivities(db)
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
@@ -125,6 +127,8 @@ def build_worker(
             backtests.compute_and_finish,
             backtests.load_bars,
             backtests.run,
+            portfolios.evaluate,
+            portfolios.rebalance,
         ],
         max_concurrent_activities=settings.worker_max_concurrent_activities,
         max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,

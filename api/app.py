@@ -13,6 +13,7 @@ from api import errors
 from api.middleware import BodyLimitMiddleware, Metrics, RequestContextMiddleware
 from api.routes import admin, auth, backtests, jobs, market, market_stream, strategies, users
 from api.routes import platform as platform_routes
+from api.routes import portfolios as portfolio_routes
 from core.runtime import frozen_startup_heap
 from core.settings import Settings, get_settings
 from core.temporal import connect_temporal
@@ -61,6 +62,7 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
         market.router,
         strategies.router,
         backtests.router,
+        portfolio_routes.router,
     ):
         errors.document_common_errors(router)
         app.include_router(router)

@@ -7,6 +7,7 @@ import os
 import click
 
 from cli import accounts, backtests, demo, indicators, jobs, market, stack, strategies
+from cli import portfolios as portfolio_commands
 from core.logging import configure_logging
 from core.settings import get_settings
 
@@ -89,6 +90,7 @@ market.register(cli)
 indicators.register(cli)
 strategies.register(cli)
 backtests.register(cli)
+portfolio_commands.register(cli)
 demo.register(cli)
 
 

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from domain.market import IndicatorsRequest, SyncRequest
+from domain.portfolios import EvaluatePayload, RebalancePayload
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
 STATUSES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
@@ -111,6 +112,26 @@ REGISTRY: dict[str, TaskType] = {
             started_by=RECORD_ROUTE,
             created_by="POST /backtests/tasks",
             search_attributes=(("strategyId", "QuantpolyStrategyId"),),
+        ),
+        TaskType(
+            "portfolio_evaluate",
+            BATCH,
+            "Evaluate a portfolio from its members' latest completed backtests.",
+            payload=EvaluatePayload,
+            workflow="JobWorkflowV2",
+            id_prefix="job",
+            started_by=RECORD_ROUTE,
+            created_by="POST /portfolios/{id}/evaluation-task",
+        ),
+        TaskType(
+            "portfolio_rebalance",
+            BATCH,
+            "Propose (and optionally apply) target weights for a portfolio within its constraints.",
+            payload=RebalancePayload,
+            workflow="JobWorkflowV2",
+            id_prefix="job",
+            started_by=RECORD_ROUTE,
+            created_by="POST /portfolios/{id}/rebalance-task",
         ),
     )
 }

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import uuid
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import ValidationError
@@ -63,7 +65,7 @@ async def submit(
             select(Job).where(Job.user_id == user.id, Job.idempotency_key == idempotency_key)
         )
     if existing is not None:
-        job = _same_request(existing, task_type, payload)
+        job = same_request(existing, task_type, payload)
         await recover_if_lost(platform, job)
         return job, False
     try:
@@ -79,7 +81,48 @@ async def submit(
     return job, True
 
 
-def _same_request(job: Job, task_type: str, payload: dict[str, Any]) -> Job:
+async def submit_for_record(
+    platform: Platform,
+    user: User,
+    task_type: str,
+    payload: dict[str, Any],
+    idempotency_key: str | None,
+    message: str,
+    rows: Callable[[Job], list[Any]] = lambda job: [],
+) -> tuple[Job, bool]:
+    """``submit`` for the kinds that only their record's route starts: the job for this key (a new one, True;
+    the existing one for the same request, False), written in one transaction with its first log line and
+    the record's ``rows``, then its workflow started."""
+    key = idempotency_key or f"{task_type}:{uuid.uuid4()}"
+    existing = await _by_key(platform, user, key)
+    if existing is not None:
+        job = same_request(existing, task_type, payload)
+        await recover_if_lost(platform, job)
+        return job, False
+    job = Job(id=str(uuid.uuid4()), user_id=user.id, task_type=task_type, payload=payload, idempotency_key=key)
+    job.dispatch_id = dispatch.workflow_id(job)
+    try:
+        async with platform.db.session() as session:
+            session.add(job)
+            await session.flush()  # the job's row first: the others reference it
+            session.add_all([JobLogLine(job_id=job.id, message=message), *rows(job)])
+    except IntegrityError:  # a concurrent request with the same key won the race
+        existing = await _by_key(platform, user, key)
+        if existing is None:
+            raise
+        job = same_request(existing, task_type, payload)
+        return job, False
+    await start(platform, job)
+    return job, True
+
+
+async def _by_key(platform: Platform, user: User, key: str) -> Job | None:
+    async with platform.db.reading() as session:
+        return await session.scalar(select(Job).where(Job.user_id == user.id, Job.idempotency_key == key))
+
+
+def same_request(job: Job, task_type: str, payload: dict[str, Any]) -> Job:
+    """The job of a repeated idempotency key, when it was asked for the same work; else a 409."""
     if job.task_type != task_type or _canonical(job.payload) != _canonical(payload):
         raise Conflict("this idempotency key was used for another request", code="IDEMPOTENCY_CONFLICT")
     return job

@@ -4,6 +4,7 @@ from db.models.auth import AuthAuditEvent, AuthSession, AuthToken, RateLimitHit
 from db.models.backtests import Backtest
 from db.models.jobs import Job, JobLogLine, JobSchedule
 from db.models.market import MarketBar, MarketSyncCoverage
+from db.models.portfolios import Portfolio, PortfolioMember
 from db.models.strategies import Strategy
 from db.models.users import User, UserPreferences
 
@@ -17,6 +18,8 @@ __all__ = [
     "JobSchedule",
     "MarketBar",
     "MarketSyncCoverage",
+    "Portfolio",
+    "PortfolioMember",
     "RateLimitHit",
     "Strategy",
     "User",
