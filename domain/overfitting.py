@@ -212,7 +212,7 @@ def block_counts(rows: int, blocks: int) -> np.ndarray:
     """
     if blocks < 1 or rows < 0:
         raise ValueError(f"need blocks >= 1 and rows >= 0, got {blocks} blocks of {rows} rows")
-    return np.array([rows // blocks + (block < rows % blocks) for block in range(blocks)])
+    return rows // blocks + (np.arange(blocks) < rows % blocks)
 
 
 def trial_block_statistics(returns: np.ndarray, blocks: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -238,12 +238,17 @@ def block_statistics(returns_matrix: np.ndarray, blocks: int) -> BlockStats:
         raise ValueError(f"returns_matrix must be two-dimensional (periods × trials), got shape {matrix.shape}")
     if blocks < 1:
         raise ValueError(f"blocks must be at least 1, got {blocks}")
-    parts = np.array_split(matrix, blocks, axis=0)
-    return BlockStats(
-        np.array([len(part) for part in parts]),
-        np.array([part.sum(axis=0) for part in parts]).reshape(blocks, matrix.shape[1]),
-        np.array([(part**2).sum(axis=0) for part in parts]).reshape(blocks, matrix.shape[1]),
-    )
+    counts = block_counts(len(matrix), blocks)
+    if not counts.all():  # an empty block: np.add.reduceat would repeat its neighbour's row
+        parts = np.array_split(matrix, blocks, axis=0)
+        return BlockStats(
+            counts,
+            np.array([part.sum(axis=0) for part in parts]).reshape(blocks, matrix.shape[1]),
+            np.array([(part**2).sum(axis=0) for part in parts]).reshape(blocks, matrix.shape[1]),
+        )
+    # Every trial of a sweep computes its own: one pass per statistic, not one per block.
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    return BlockStats(counts, np.add.reduceat(matrix, starts, axis=0), np.add.reduceat(matrix**2, starts, axis=0))
 
 
 def probability_of_backtest_overfitting(stats: BlockStats) -> Pbo | None:
