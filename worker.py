@@ -32,7 +32,9 @@ from activities.auth import AuthActivities
 from activities.backtests import BacktestActivities
 from activities.jobs import JobActivities
 from activities.market_data import MarketDataActivities
+from activities.performance import PerformanceActivities
 from activities.portfolios import PortfolioActivities
+from activities.research import ResearchActivities
 from activities.schedules import ScheduleActivities
 from core.logging import configure_logging
 from core.runtime import frozen_startup_heap
@@ -46,6 +48,7 @@ from workflows.auth_token import AuthTokenWorkflow
 from workflows.backtest import BacktestWorkflowV3
 from workflows.backtest_earlier import BacktestWorkflow, BacktestWorkflowV2
 from workflows.job import JobReconcilerWorkflow, JobWorkflow, JobWorkflowV2
+from workflows.research import ResearchWorkflow
 from workflows.scheduled_job import ScheduledJobWorkflow
 from workflows.scheduling import ensure_system_schedules
 
@@ -61,6 +64,7 @@ WORKFLOWS: Sequence[type] = (
     BacktestWorkflow,  # kept for runs started before BacktestWorkflowV2
     BacktestWorkflowV2,  # kept for runs started before BacktestWorkflowV3
     BacktestWorkflowV3,
+    ResearchWorkflow,
     ScheduledJobWorkflow,
 )
 # How soon a heartbeat reaches the server at most, and so how soon a running activity learns of a cancel.
@@ -78,7 +82,7 @@ class ProcessPool(Executor):
 
     def _new(self) -> ProcessPoolExecutor:
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["domain.backtest"])
+        context.set_forkserver_preload(["domain.backtest", "domain.trials", "domain.research_result"])
         return ProcessPoolExecutor(self._processes, mp_context=context)
 
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
@@ -107,6 +111,8 @@ def build_worker(
     market = MarketDataActivities(db, provider_from_settings(settings), settings)
     backtests = BacktestActivities(db, market, jobs, process_pool(settings.worker_processes))
     portfolios = PortfolioActivities(db)
+    research = ResearchActivities(db, market, jobs, process_pool(settings.worker_processes), settings.worker_processes)
+    performance = PerformanceActivities(db, market, settings.research_default_symbol)
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
@@ -129,6 +135,11 @@ def build_worker(
             backtests.run,
             portfolios.evaluate,
             portfolios.rebalance,
+            research.claim_and_prepare,
+            research.run_batch,
+            research.run_batches,
+            research.finish,
+            performance.analyze,
         ],
         max_concurrent_activities=settings.worker_max_concurrent_activities,
         max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,

@@ -196,7 +196,7 @@ class MarketDataActivities:
             if gaps:
                 await self._store(symbol, request.timeframe, frames, gaps, on_progress)
                 # Counted, not taken from the driver: rowcounts of multi-row inserts differ between databases.
-                stored = await self._count(symbol, request) - before
+                stored = await self.stored_count(symbol, request) - before
         except AppError as error:
             await append_log(self._db, job_id, f"{symbol}: {error.code} {error.message}", level="error")
             retryable = bool(getattr(error, "retryable", False))
@@ -296,7 +296,8 @@ class MarketDataActivities:
         gaps = missing_spans(wanted, covered) if wanted[0] < wanted[1] else []
         return count, gaps
 
-    async def _count(self, symbol: str, request: SyncRequest) -> int:
+    async def stored_count(self, symbol: str, request: SyncRequest) -> int:
+        """Bars of the symbol stored in the request's range (what ``stored_arrays`` takes as its ``count``)."""
         async with self._db.reading() as session:
             return await self._counted(session, symbol, request)
 

@@ -14,6 +14,7 @@ from api.middleware import BodyLimitMiddleware, Metrics, RequestContextMiddlewar
 from api.routes import admin, auth, backtests, jobs, market, market_stream, strategies, users
 from api.routes import platform as platform_routes
 from api.routes import portfolios as portfolio_routes
+from api.routes import research as research_routes
 from core.runtime import frozen_startup_heap
 from core.settings import Settings, get_settings
 from core.temporal import connect_temporal
@@ -62,6 +63,7 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
         market.router,
         strategies.router,
         backtests.router,
+        research_routes.router,
         portfolio_routes.router,
     ):
         errors.document_common_errors(router)

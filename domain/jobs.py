@@ -56,6 +56,16 @@ class BacktestRunPayload(BaseModel):
     strategy_id: str = Field(min_length=1, max_length=80)
 
 
+class ResearchPayload(BaseModel):
+    """A research job of a strategy: the request as it was sent (what a repeated idempotency key must match);
+    the sweep's row holds it resolved."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    strategy_id: str = Field(min_length=1, max_length=80)
+    request: dict[str, Any]
+
+
 # Who may start a kind: any user through POST /jobs, only admins, or only the route of the record it runs for.
 ANY_USER, ADMIN, RECORD_ROUTE = "user", "admin", "record"
 
@@ -111,6 +121,28 @@ REGISTRY: dict[str, TaskType] = {
             id_field="backtestId",
             started_by=RECORD_ROUTE,
             created_by="POST /backtests/tasks",
+            search_attributes=(("strategyId", "QuantpolyStrategyId"),),
+        ),
+        TaskType(
+            "strategy_optimization_suggest",
+            BATCH,
+            "Sweep a strategy's parameters with optuna: every trial a backtest, validated out of sample.",
+            payload=ResearchPayload,
+            workflow="ResearchWorkflow",
+            id_prefix="research",
+            started_by=RECORD_ROUTE,
+            created_by="POST /strategies/{id}/research/optimization-task",
+            search_attributes=(("strategyId", "QuantpolyStrategyId"),),
+        ),
+        TaskType(
+            "strategy_performance_analyze",
+            INTERACTIVE,
+            "Backtest a strategy over its last days against buy-and-hold and its own earlier results.",
+            payload=ResearchPayload,
+            workflow="JobWorkflowV2",
+            id_prefix="job",
+            started_by=RECORD_ROUTE,
+            created_by="POST /strategies/{id}/research/performance-task",
             search_attributes=(("strategyId", "QuantpolyStrategyId"),),
         ),
         TaskType(

@@ -186,7 +186,15 @@ async def test_cli_sync_waits_for_the_job_and_reads_it_back(stack):
     logs = json.loads((await stack.cli("jobs", "logs", job["task_id"], "--user", address)).stdout)
     assert any("IBM: fetched 65" in line["message"] for line in logs)
     types = json.loads((await stack.cli("jobs", "types")).stdout)
-    assert [t["task_type"] for t in types] == ["market_data_sync", "market_indicators_calculate", "backtest_run"]
+    assert [t["task_type"] for t in types] == [
+        "market_data_sync",
+        "market_indicators_calculate",
+        "backtest_run",
+        "strategy_optimization_suggest",
+        "strategy_performance_analyze",
+        "portfolio_evaluate",
+        "portfolio_rebalance",
+    ]
     again = await stack.cli("jobs", "retry", job["task_id"], "--user", address)
     assert again.exit_code == 1 and "INVALID_TRANSITION" in again.stderr
     stranger = f"cli-{uuid.uuid4().hex[:8]}@example.com"

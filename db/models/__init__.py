@@ -5,6 +5,7 @@ from db.models.backtests import Backtest
 from db.models.jobs import Job, JobLogLine, JobSchedule
 from db.models.market import MarketBar, MarketSyncCoverage
 from db.models.portfolios import Portfolio, PortfolioMember
+from db.models.research import ResearchSweep, ResearchTrial
 from db.models.strategies import Strategy
 from db.models.users import User, UserPreferences
 
@@ -21,6 +22,8 @@ __all__ = [
     "Portfolio",
     "PortfolioMember",
     "RateLimitHit",
+    "ResearchSweep",
+    "ResearchTrial",
     "Strategy",
     "User",
     "UserPreferences",

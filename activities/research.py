@@ -1,0 +1,457 @@
+"""A research sweep's activities: claim the user's slot and bring the bars into the store; run batches of
+trials in the worker's process pool and record each batch in one transaction; build the result.
+
+A batch reads its window's bars once (kept in the worker, see ``KeptArrays``) and sends them with each chunk
+of trials to the pool. It heartbeats as each chunk finishes, so a cancel reaches it within a chunk's time, and
+drops the chunks still waiting for a process. A batch already recorded (an attempt whose answer was lost) is
+answered from its rows, never run twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from itertools import islice
+from typing import Any, TypeVar, cast
+
+from sqlalchemy import Table, case, select, update
+from sqlalchemy.exc import IntegrityError
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.jobs import (
+    JobActivities,
+    activity_error,
+    append_log,
+    claim_slot,
+    locked_job,
+    record_outcome,
+    record_success,
+)
+from activities.market_data import MarketDataActivities
+from db.base import utcnow
+from db.engine import Database
+from db.models import Job, ResearchSweep, ResearchTrial
+from domain import jobs as job_states
+from domain import research_result, trials
+from domain.backtest import BacktestConfig
+from domain.research import GRID, RANDOM, Plan, SearchSpace
+from domain.research_result import trial_id
+from workflows.steps import CANCELLED_ON_REQUEST, CLAIMED, Claim, ClaimInput, FinishInput, JobOutcome
+from workflows.sweep_steps import (
+    SAMPLER_BATCH,
+    SEGMENT_SECONDS,
+    BatchInput,
+    BatchOutcome,
+    FinishSweep,
+    Prepared,
+    ResearchSteps,
+    SegmentInput,
+    SegmentOutcome,
+    SweepPlan,
+)
+
+T = TypeVar("T")
+# Trials per task sent to the process pool: small enough that a cancel or a heartbeat waits little for one.
+CHUNK = 25
+# A pooled call that has not ended after this long heartbeats.
+BEAT_SECONDS = 1.0
+_TRIALS = cast(Table, ResearchTrial.__table__)
+_SWEEPS = cast(Table, ResearchSweep.__table__)
+_JOBS = cast(Table, Job.__table__)
+
+
+class ResearchActivities(ResearchSteps):
+    def __init__(
+        self, db: Database, market: MarketDataActivities, jobs: JobActivities, engines: Executor, processes: int
+    ) -> None:
+        self._db = db
+        self._market = market
+        self._jobs = jobs
+        self._engines = engines
+        self._processes = processes  # of the pool: a batch is cut in as many chunks, at most CHUNK trials each
+
+    # --- claim and prepare ----------------------------------------------------------------------------------
+
+    @activity.defn(name="research_claim_and_prepare")
+    async def claim_and_prepare(self, claim: ClaimInput) -> Prepared:
+        async def attempt() -> Claim:
+            async with self._db.session() as session:
+                _, state = await claim_slot(session, claim.job_id, claim.workflow_id, claim.run_id)
+            return Claim(state)
+
+        claimed = await self._jobs.claimed_here(claim.workflow_id, attempt)
+        if claimed.state != CLAIMED:
+            return Prepared(claimed)
+        try:
+            plan = await self._plan(claim.job_id)
+            await self._prepared_bars(claim.job_id, plan)
+        except ApplicationError as error:
+            if not (error.non_retryable and error.type and error.type.isupper()):
+                raise
+            outcome = JobOutcome("failed", error.type, error.message)
+            await self._jobs.finish(FinishInput(claim.job_id, outcome))
+            return Prepared(Claim(CLAIMED, outcome=outcome))
+        return Prepared(Claim(CLAIMED), sweep_plan(plan))
+
+    async def _prepared_bars(self, job_id: str, plan: Plan) -> None:
+        """Every bar of the sweep's range in the store, and enough of them in each window to trade."""
+        config = BacktestConfig.model_validate(plan.config)
+        item = await self._market.sync_symbol(
+            job_id, config.span().symbol, config.as_sync(), on_progress=activity.heartbeat
+        )
+        if item["status"] != "ok":
+            raise activity_error(
+                "BACKTEST_HISTORY_UNAVAILABLE",
+                f"no bars for {config.symbol} ({item['errorCode']})",
+                retryable=item["retryable"],
+            )
+        for index in range(len(plan.windows)):
+            train, _ = await self._periods(plan, index)
+            if len(train.bars) < 3:
+                raise activity_error(
+                    "BACKTEST_INSUFFICIENT_DATA",
+                    f"{len(train.bars)} bars in the training period of window {index}: too few to trade",
+                    retryable=False,
+                )
+        await append_log(self._db, job_id, f"{plan.method} sweep of {plan.template} on {config.symbol}: ready")
+
+    # --- batches --------------------------------------------------------------------------------------------
+
+    @activity.defn(name="research_run_batch")
+    async def run_batch(self, batch: BatchInput) -> BatchOutcome:
+        sweep = await self._sweep(batch.job_id, batch.window)
+        outcome, _ = await self._one_batch(sweep, batch, None)
+        return outcome
+
+    @activity.defn(name="research_run_batches")
+    async def run_batches(self, segment: SegmentInput) -> SegmentOutcome:
+        """Batches asked of the sampler one after the other, the history kept between them, until the window's
+        trials are done, the budget ends, or ``SEGMENT_SECONDS`` pass (the workflow then asks for more)."""
+        sweep = await self._sweep(segment.job_id, segment.window)
+        history = await self._history(segment.job_id, segment.window, before=segment.first)
+        started = time.monotonic()
+        number, batch_number, evaluated = segment.first, segment.batch, 0
+        best: tuple[float, int | None] | None = None
+        outcome = BatchOutcome(0, None, None)
+        while number < segment.planned:
+            count = min(SAMPLER_BATCH, segment.planned - number)
+            batch = BatchInput(segment.job_id, segment.window, batch_number, number, count)
+            outcome, recorded = await self._one_batch(sweep, batch, history)
+            history += recorded
+            evaluated, number, batch_number = evaluated + outcome.evaluated, number + count, batch_number + 1
+            if outcome.best_score is not None and sweep.plan.objective().better(outcome.best_score, best and best[0]):
+                best = (outcome.best_score, outcome.best_number)
+            activity.heartbeat(f"{number} of {segment.planned} trials")
+            if outcome.exhausted or _spent(segment, best) or time.monotonic() - started >= SEGMENT_SECONDS:
+                break
+        score, best_number = best if best is not None else (None, None)
+        return SegmentOutcome(evaluated, score, best_number, number, batch_number, outcome.exhausted)
+
+    async def _one_batch(
+        self, sweep: _Sweep, batch: BatchInput, history: list[trials.Recorded] | None
+    ) -> tuple[BatchOutcome, list[trials.Recorded]]:
+        """A batch's trials, evaluated and recorded (or, when an earlier attempt recorded them, as it did), and
+        what the sampler reads of them."""
+        recorded = await self._recorded(batch, sweep.plan)
+        if recorded is None:
+            proposals = await self._proposals(sweep, batch, history)
+            outcomes = await self._evaluated(sweep, [(number, p.parameters) for number, p in proposals])
+            points = {number: proposal for number, proposal in proposals}
+            if await self._record(batch, sweep.plan, outcomes, points):
+                best = research_result.best_of(outcomes, sweep.plan.maximize)
+                exhausted = len(proposals) < batch.count
+                found = BatchOutcome(
+                    len(outcomes), best.score if best else None, best.number if best else None, exhausted
+                )
+                return found, [_recorded(outcome, points[outcome.number]) for outcome in outcomes]
+            recorded = await self._recorded(batch, sweep.plan)  # by an attempt that ran at the same time
+            assert recorded is not None
+        if history is None:
+            return recorded, []
+        return recorded, await self._history(
+            batch.job_id, batch.window, before=batch.first + batch.count, since=batch.first
+        )
+
+    async def _evaluated(self, sweep: _Sweep, numbered: list[tuple[int, dict[str, Any]]]) -> list[trials.TrialOutcome]:
+        """Backtests of the trials in the process pool, in chunks spread over its processes."""
+        size = max(1, min(CHUNK, -(-len(numbered) // self._processes)))
+        batches = [
+            trials.TrialBatch(
+                sweep.plan.template,
+                sweep.train,
+                sweep.test,
+                numbered[i : i + size],
+                sweep.plan.metric,
+                sweep.plan.constraints,
+            )
+            for i in range(0, len(numbered), size)
+        ]
+        return [
+            outcome
+            for chunk in await self._pooled_all([(trials.evaluate_batch, b) for b in batches])
+            for outcome in chunk
+        ]
+
+    async def _proposals(
+        self, sweep: _Sweep, batch: BatchInput, history: list[trials.Recorded] | None
+    ) -> list[tuple[int, trials.Proposal]]:
+        """The batch's points, numbered: known in advance for a grid or a random sweep, else asked of the
+        sampler from the window's recorded trials."""
+        plan, space = sweep.plan, sweep.space
+        numbers = range(batch.first, batch.first + batch.count)
+        if plan.method == GRID:
+            points = islice(space.grid(), batch.first, batch.first + batch.count)
+            return [(n, _planned(space, p)) for n, p in zip(numbers, points, strict=False)]
+        if plan.method == RANDOM:
+            seed = trials.batch_seed(plan.seed, batch.window)
+            drawn = ((n, trials.random_point(space, seed, n)) for n in numbers)
+            return [(n, _planned(space, p)) for n, p in drawn if p is not None]
+        if history is None:
+            history = await self._history(batch.job_id, batch.window, before=batch.first)
+        # The window's seed, so that walk-forward windows do not all ask the same first points.
+        seed = trials.batch_seed(plan.seed, batch.window)
+        ask = trials.Ask(
+            space, plan.method, plan.maximize, seed, batch.batch, history, batch.count, bool(plan.constraints)
+        )
+        (proposed,) = await self._pooled_all([(trials.propose, ask)])
+        return list(zip(numbers, proposed, strict=False))
+
+    async def _record(
+        self, batch: BatchInput, plan: Plan, outcomes: list[trials.TrialOutcome], points: dict[int, trials.Proposal]
+    ) -> bool:
+        """The batch's trials, the sweep's progress and the job's, in one transaction; False when an attempt
+        recorded the batch first."""
+        rows = [_row(batch, outcome, points[outcome.number]) for outcome in outcomes]
+        best = research_result.best_of(outcomes, plan.maximize)
+        try:
+            async with self._db.session() as session:
+                connection = await session.connection()
+                if rows:
+                    await connection.execute(_TRIALS.insert(), rows)
+                await connection.execute(_progress(batch.job_id, batch.window, len(rows), best, plan.maximize))
+                await connection.execute(
+                    update(_JOBS)
+                    .where(_JOBS.c.id == batch.job_id, _JOBS.c.status == job_states.RUNNING)
+                    .values(progress=_done_fraction(batch.job_id).scalar_subquery(), updated_at=utcnow())
+                )
+        except IntegrityError:
+            return False
+        return True
+
+    async def _recorded(self, batch: BatchInput, plan: Plan) -> BatchOutcome | None:
+        async with self._db.reading() as session:
+            rows = (
+                await session.execute(
+                    select(ResearchTrial.number, ResearchTrial.score, ResearchTrial.feasible).where(
+                        ResearchTrial.job_id == batch.job_id,
+                        ResearchTrial.window == batch.window,
+                        ResearchTrial.number >= batch.first,
+                        ResearchTrial.number < batch.first + batch.count,
+                    )
+                )
+            ).all()
+        if not rows:
+            return None
+        best = research_result.best_of(
+            [research_result.Scored(number, score, feasible) for number, score, feasible in rows], plan.maximize
+        )
+        return BatchOutcome(
+            len(rows), best.score if best else None, best.number if best else None, len(rows) < batch.count
+        )
+
+    async def _history(self, job_id: str, window: int, before: int, since: int = 0) -> list[trials.Recorded]:
+        async with self._db.reading() as session:
+            rows = (
+                await session.execute(
+                    select(
+                        ResearchTrial.point,
+                        ResearchTrial.score,
+                        ResearchTrial.state,
+                        ResearchTrial.constraint_values,
+                        ResearchTrial.system_attrs,
+                    )
+                    .where(ResearchTrial.job_id == job_id, ResearchTrial.window == window)
+                    .where(ResearchTrial.number >= since, ResearchTrial.number < before)
+                    .order_by(ResearchTrial.number)
+                )
+            ).all()
+        return [
+            trials.Recorded(point, score if state == "complete" else None, list(constraints), dict(attrs))
+            for point, score, state, constraints, attrs in rows
+        ]
+
+    # --- the result -----------------------------------------------------------------------------------------
+
+    @activity.defn(name="research_finish")
+    async def finish(self, finish: FinishSweep) -> JobOutcome:
+        plan = await self._plan(finish.job_id)
+        rows = await self._trial_rows(finish.job_id)
+        windows = []
+        for index in range(len(plan.windows)):
+            in_window = [row for row in rows if row["window"] == index]
+            windows.append(await self._window_figures(plan, index, in_window))
+        result = research_result.body(plan, rows, windows, finish.stop_reason, finish.used_duration_ms)
+        body = {"optimizationResult": result}
+        async with self._db.session() as session:
+            if finish.cancelled:
+                job = await locked_job(session, finish.job_id)
+                waiting = await record_outcome(session, job, CANCELLED_ON_REQUEST, body, [])
+                outcome = CANCELLED_ON_REQUEST
+            else:
+                line = research_result.summary_line(result)
+                ran, waiting = await record_success(session, finish.job_id, body, [line])
+                outcome = JobOutcome(job_states.SUCCEEDED)
+                if ran is None:  # cancelled meanwhile, or deleted
+                    job = await locked_job(session, finish.job_id)
+                    outcome = JobOutcome(job.status, job.error_code, job.error_message) if job else CANCELLED_ON_REQUEST
+        await self._jobs.hand_over(waiting)
+        return outcome
+
+    async def _window_figures(
+        self, plan: Plan, index: int, rows: list[dict[str, Any]]
+    ) -> research_result.WindowFigures:
+        """A window's best trial and what is computed after its sweep: the best's returns (for the deflated
+        Sharpe ratio and the stitched out-of-sample equity), the importances and the overfitting figures."""
+        train, test = await self._periods(plan, index)
+        request = research_result.WindowRequest(plan, index, rows, train, test)
+        importances, pbo, runs = await self._pooled_all(research_result.window_tasks(request))
+        return research_result.window_figures(index, importances, pbo, runs)
+
+    async def _trial_rows(self, job_id: str) -> list[dict[str, Any]]:
+        async with self._db.reading() as session:
+            result = await session.execute(
+                select(_TRIALS).where(_TRIALS.c.job_id == job_id).order_by(_TRIALS.c.window, _TRIALS.c.number)
+            )
+            return [dict(row._mapping) for row in result]
+
+    # --- shared ---------------------------------------------------------------------------------------------
+
+    async def _sweep(self, job_id: str, window: int) -> _Sweep:
+        plan = await self._plan(job_id)
+        train, test = await self._periods(plan, window)
+        return _Sweep(plan, plan.search_space(), train, test)
+
+    async def _plan(self, job_id: str) -> Plan:
+        async with self._db.reading() as session:
+            stored = await session.scalar(select(ResearchSweep.plan).where(ResearchSweep.job_id == job_id))
+        if stored is None:
+            raise activity_error("RESEARCH_NOT_FOUND", "the sweep was deleted", retryable=False)
+        return Plan.model_validate(stored)
+
+    async def _periods(self, plan: Plan, index: int) -> tuple[trials.Period, trials.Period | None]:
+        """The window's train period and, when it has one, its test period: configs and stored bars."""
+        window = plan.window(index)
+        train = await self._period(plan, window.train_start, window.train_end)
+        if window.test_start is None or window.test_end is None:
+            return train, None
+        return train, await self._period(plan, window.test_start, window.test_end)
+
+    async def _period(self, plan: Plan, start: Any, end: Any) -> trials.Period:
+        config = research_result.period_config(plan, start, end)
+        span = config.span()
+        count = await self._market.stored_count(span.symbol, config.as_sync())
+        bars = await self._market.stored_arrays(
+            span.symbol, span.timeframe, config.as_sync(), lambda read: activity.heartbeat(f"read {read} bars"), count
+        )
+        return trials.Period(config, bars)
+
+    async def _pooled_all(self, calls: list[tuple[Callable[[Any], T], Any]]) -> list[T]:
+        """Each call in the process pool, heartbeating as each ends and every second meanwhile; a cancel
+        drops the calls still waiting for a process."""
+        futures: list[Future[T]] = [self._engines.submit(fn, argument) for fn, argument in calls]
+        waiting = {asyncio.wrap_future(f) for f in futures}
+        try:
+            pending = set(waiting)
+            while pending:
+                done, pending = await asyncio.wait(pending, timeout=BEAT_SECONDS, return_when=asyncio.FIRST_COMPLETED)
+                activity.heartbeat(f"{len(calls) - len(pending)} of {len(calls)} done")
+            return [f.result() for f in futures]
+        except asyncio.CancelledError:
+            for future in futures:
+                future.cancel()
+            raise
+        except BrokenProcessPool:
+            raise activity_error("ENGINE_UNAVAILABLE", "the engine process stopped", retryable=True) from None
+
+
+@dataclass(frozen=True)
+class _Sweep:
+    """What every batch of a window reads: the plan, its space and the window's periods."""
+
+    plan: Plan
+    space: SearchSpace
+    train: trials.Period
+    test: trials.Period | None
+
+
+def _spent(segment: SegmentInput, best: tuple[float, int | None] | None) -> bool:
+    """Whether the budget ends the sweep: its time is up, or its best reached the early-stop score."""
+    if time.time() - segment.started_at >= segment.max_duration_seconds:
+        return True
+    target = segment.early_stop_score
+    return target is not None and best is not None and (best[0] >= target if segment.maximize else best[0] <= target)
+
+
+def _recorded(outcome: trials.TrialOutcome, proposal: trials.Proposal) -> trials.Recorded:
+    value = outcome.score if outcome.state == "complete" else None
+    return trials.Recorded(proposal.point, value, outcome.constraint_values, proposal.system_attrs)
+
+
+def sweep_plan(plan: Plan) -> SweepPlan:
+    return SweepPlan(
+        windows=len(plan.windows),
+        planned=[plan.planned(i) for i in range(len(plan.windows))],
+        sequential=plan.method not in (GRID, RANDOM),
+        covers_space=plan.method == GRID and plan.budget.max_trials >= plan.candidates,
+        max_duration_seconds=plan.budget.max_duration_seconds,
+        early_stop_score=plan.budget.early_stop_score,
+        maximize=plan.maximize,
+    )
+
+
+def _planned(space: Any, parameters: dict[str, Any]) -> trials.Proposal:
+    return trials.Proposal(parameters, {d.name: parameters[d.name] for d in space.dimensions}, {})
+
+
+def _row(batch: BatchInput, outcome: trials.TrialOutcome, proposal: trials.Proposal) -> dict[str, Any]:
+    blocks = {"sums": outcome.block_sums, "squares": outcome.block_squares} if outcome.block_sums is not None else None
+    return {
+        "job_id": batch.job_id,
+        "window": batch.window,
+        "number": outcome.number,
+        "batch": batch.batch,
+        "state": outcome.state,
+        "parameters": outcome.parameters,
+        "point": proposal.point,
+        "score": outcome.score,
+        "feasible": outcome.feasible,
+        "violations": outcome.violations,
+        "constraint_values": outcome.constraint_values,
+        "metrics": outcome.metrics,
+        "test_metrics": outcome.test_metrics,
+        "error": outcome.error,
+        "blocks": blocks,
+        "system_attrs": proposal.system_attrs,
+    }
+
+
+def _progress(job_id: str, window: int, count: int, best: trials.TrialOutcome | None, maximize: bool) -> Any:
+    """The sweep's count of trials, and its best when the batch beat it."""
+    values: dict[str, Any] = {"trials_done": _SWEEPS.c.trials_done + count, "updated_at": utcnow()}
+    if best is not None and best.score is not None:
+        beaten = _SWEEPS.c.best_score.is_(None) | (
+            (_SWEEPS.c.best_score < best.score) if maximize else (_SWEEPS.c.best_score > best.score)
+        )
+        values["best_score"] = case((beaten, best.score), else_=_SWEEPS.c.best_score)
+        values["best_trial"] = case((beaten, trial_id(window, best.number)), else_=_SWEEPS.c.best_trial)
+    return update(_SWEEPS).where(_SWEEPS.c.job_id == job_id).values(values)
+
+
+def _done_fraction(job_id: str) -> Any:
+    fraction = _SWEEPS.c.trials_done * 1.0 / _SWEEPS.c.trials_planned
+    return select(case((fraction > 1.0, 1.0), else_=fraction)).where(_SWEEPS.c.job_id == job_id)
