@@ -8,6 +8,7 @@ import click
 
 from cli import accounts, backtests, demo, indicators, jobs, market, stack, strategies
 from cli import portfolios as portfolio_commands
+from cli import research as research_commands
 from core.logging import configure_logging
 from core.settings import get_settings
 
@@ -91,6 +92,7 @@ indicators.register(cli)
 strategies.register(cli)
 backtests.register(cli)
 portfolio_commands.register(cli)
+research_commands.register(cli)
 demo.register(cli)
 
 

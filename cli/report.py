@@ -71,7 +71,7 @@ def _e(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _is_number(value: Any) -> TypeGuard[float]:
+def is_number(value: Any) -> TypeGuard[float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
@@ -89,7 +89,7 @@ def metric_label(key: str) -> str:
 def format_metric(key: str, value: Any) -> str:
     if value is None:
         return MISSING
-    if not _is_number(value):
+    if not is_number(value):
         return str(value)
     if not math.isfinite(value):
         return "\u221e" if value > 0 else ("-\u221e" if value < 0 else MISSING)
@@ -103,18 +103,18 @@ def format_metric(key: str, value: Any) -> str:
 
 
 def _money(value: Any) -> str:
-    return f"{value:,.2f}" if _is_number(value) else MISSING
+    return f"{value:,.2f}" if is_number(value) else MISSING
 
 
 def _price(value: Any) -> str:
-    if not _is_number(value):
+    if not is_number(value):
         return MISSING
     # Sub-dollar assets would read as 0.00 with fixed cents.
     return f"{value:,.2f}" if abs(value) >= 1 else f"{value:.6g}"
 
 
 def _quantity(value: Any) -> str:
-    if not _is_number(value):
+    if not is_number(value):
         return MISSING
     text = f"{value:,.6f}".rstrip("0").rstrip(".")
     return text or "0"
@@ -155,7 +155,7 @@ def downsample(values: Sequence[float], max_points: int = MAX_POINTS) -> list[tu
 
 def drawdowns(equity: Sequence[float], initial_capital: float | None) -> list[float]:
     """1 - equity / running peak, where the starting capital counts as the first peak."""
-    peak = initial_capital if _is_number(initial_capital) else (equity[0] if equity else 0.0)
+    peak = initial_capital if is_number(initial_capital) else (equity[0] if equity else 0.0)
     result = []
     for value in equity:
         peak = max(peak, value)
@@ -200,7 +200,7 @@ def _axes(frame: _Frame, top_label: str, bottom_label: str, first: str, last: st
     ]
 
 
-def _svg(height: int, label: str, body: list[str]) -> str:
+def svg(height: int, label: str, body: list[str]) -> str:
     # No xmlns: inline SVG in HTML does not need it, and the document must carry no external URL.
     inner = "\n".join(body)
     return f'<svg viewBox="0 0 {WIDTH} {height}" role="img" aria-label="{_e(label)}">\n{inner}\n</svg>'
@@ -246,7 +246,7 @@ def equity_chart(curve: list[dict[str, Any]], trades: list[dict[str, Any]]) -> s
     body = _axes(frame, _money(max(equity)), _money(min(equity)), first, last)
     body.append(f'<polyline class="equity" points="{" ".join(_coords(frame, downsample(equity)))}"/>')
     body += _markers(frame, curve, equity, trades)
-    return _svg(EQUITY_HEIGHT, "Equity curve", body)
+    return svg(EQUITY_HEIGHT, "Equity curve", body)
 
 
 def drawdown_chart(curve: list[dict[str, Any]], initial_capital: float | None) -> str:
@@ -263,7 +263,7 @@ def drawdown_chart(curve: list[dict[str, Any]], initial_capital: float | None) -
     base = frame.y(0.0)
     path = f"M {frame.x(points[0][0]):.1f},{base:.1f} L {line} L {frame.x(points[-1][0]):.1f},{base:.1f} Z"
     body.append(f'<path class="drawdown" d="{path}"/>')
-    return _svg(DRAWDOWN_HEIGHT, "Drawdown", body)
+    return svg(DRAWDOWN_HEIGHT, "Drawdown", body)
 
 
 # --- tables and header ---------------------------------------------------------------------------------------
@@ -281,7 +281,7 @@ def metrics_table(metrics: dict[str, Any]) -> str:
 
 def _trade_row(trade: dict[str, Any]) -> str:
     pnl = trade.get("pnl")
-    tone = "" if not _is_number(pnl) or pnl == 0 else (" pos" if pnl > 0 else " neg")
+    tone = "" if not is_number(pnl) or pnl == 0 else (" pos" if pnl > 0 else " neg")
     cells = [
         f"<td>{_e(_time(trade.get('timestamp')))}</td>",
         f"<td>{_e(trade.get('side', ''))}</td>",
