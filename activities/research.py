@@ -204,6 +204,9 @@ class ResearchActivities(ResearchSteps):
         sampler from the window's recorded trials."""
         plan, space = sweep.plan, sweep.space
         numbers = range(batch.first, batch.first + batch.count)
+        if plan.points is not None:
+            listed = plan.points[batch.first : batch.first + batch.count]
+            return [(n, _planned(space, p)) for n, p in zip(numbers, listed, strict=False)]
         if plan.method == GRID:
             points = islice(space.grid(), batch.first, batch.first + batch.count)
             return [(n, _planned(space, p)) for n, p in zip(numbers, points, strict=False)]
@@ -406,8 +409,8 @@ def sweep_plan(plan: Plan) -> SweepPlan:
     return SweepPlan(
         windows=len(plan.windows),
         planned=[plan.planned(i) for i in range(len(plan.windows))],
-        sequential=plan.method not in (GRID, RANDOM),
-        covers_space=plan.method == GRID and plan.budget.max_trials >= plan.candidates,
+        sequential=plan.points is None and plan.method not in (GRID, RANDOM),
+        covers_space=plan.points is not None or (plan.method == GRID and plan.budget.max_trials >= plan.candidates),
         max_duration_seconds=plan.budget.max_duration_seconds,
         early_stop_score=plan.budget.early_stop_score,
         maximize=plan.maximize,

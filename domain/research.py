@@ -366,6 +366,10 @@ class Plan(_Model):
     validation: ValidationIn
     windows: list[dict[str, Any]]
     candidates: int  # the grid's feasible points; the lattice's size for the other methods
+    # Listed parameter sets run in this order instead of points of the method (a strategy health report's
+    # perturbations): a grid of exactly these.
+    points: list[dict[str, Any]] | None = None
+    purpose: Literal["sweep", "health"] = "sweep"
 
     def search_space(self) -> SearchSpace:
         return search_space(self.template, self.parameters, self.space)
@@ -384,6 +388,8 @@ class Plan(_Model):
         return Window(index, train_start, train_end, day("testStart"), day("testEnd"))
 
     def planned(self, index: int) -> int:
+        if self.points is not None:
+            return len(self.points)
         return min(self.budget.max_trials, self.candidates) if self.method == GRID else self.budget.max_trials
 
 
