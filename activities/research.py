@@ -124,58 +124,93 @@ class ResearchActivities(ResearchSteps):
 
     @activity.defn(name="research_run_batch")
     async def run_batch(self, batch: BatchInput) -> BatchOutcome:
-        sweep = await self._sweep(batch.job_id, batch.window)
-        outcome, _ = await self._one_batch(sweep, batch, None)
-        return outcome
+        return await self._one_batch(await self._sweep(batch.job_id, batch.window), batch)
 
     @activity.defn(name="research_run_batches")
     async def run_batches(self, segment: SegmentInput) -> SegmentOutcome:
         """Batches asked of the sampler one after the other, the history kept between them, until the window's
-        trials are done, the budget ends, or ``SEGMENT_SECONDS`` pass (the workflow then asks for more)."""
-        sweep = await self._sweep(segment.job_id, segment.window)
-        history = await self._history(segment.job_id, segment.window, before=segment.first)
-        started = time.monotonic()
-        number, batch_number, evaluated = segment.first, segment.batch, 0
-        best: tuple[float, int | None] | None = None
-        outcome = BatchOutcome(0, None, None)
-        while number < segment.planned:
-            count = min(SAMPLER_BATCH, segment.planned - number)
-            batch = BatchInput(segment.job_id, segment.window, batch_number, number, count)
-            outcome, recorded = await self._one_batch(sweep, batch, history)
-            history += recorded
-            evaluated, number, batch_number = evaluated + outcome.evaluated, number + count, batch_number + 1
-            if outcome.best_score is not None and sweep.plan.objective().better(outcome.best_score, best and best[0]):
-                best = (outcome.best_score, outcome.best_number)
-            activity.heartbeat(f"{number} of {segment.planned} trials")
-            if outcome.exhausted or _spent(segment, best) or time.monotonic() - started >= SEGMENT_SECONDS:
-                break
-        score, best_number = best if best is not None else (None, None)
-        return SegmentOutcome(evaluated, score, best_number, number, batch_number, outcome.exhausted)
+        trials are done, the budget ends, or ``SEGMENT_SECONDS`` pass (the workflow then asks for more).
 
-    async def _one_batch(
-        self, sweep: _Sweep, batch: BatchInput, history: list[trials.Recorded] | None
-    ) -> tuple[BatchOutcome, list[trials.Recorded]]:
-        """A batch's trials, evaluated and recorded (or, when an earlier attempt recorded them, as it did), and
-        what the sampler reads of them."""
-        recorded = await self._recorded(batch, sweep.plan)
-        if recorded is None:
-            proposals = await self._proposals(sweep, batch, history)
-            outcomes = await self._evaluated(sweep, [(number, p.parameters) for number, p in proposals])
-            points = {number: proposal for number, proposal in proposals}
-            if await self._record(batch, sweep.plan, outcomes, points):
-                best = research_result.best_of(outcomes, sweep.plan.maximize)
-                exhausted = len(proposals) < batch.count
-                found = BatchOutcome(
-                    len(outcomes), best.score if best else None, best.number if best else None, exhausted
+        A batch is recorded while the next one is asked and evaluated (the sampler reads the history kept here,
+        not the database), one record at a time and in order, so what is recorded is always whole batches from
+        the segment's start; an attempt after a lost one starts after them."""
+        sweep = await self._sweep(segment.job_id, segment.window)
+        history = await self._history(segment.job_id, segment.window, before=segment.planned)
+        earlier = await self._recorded(
+            BatchInput(segment.job_id, segment.window, segment.batch, segment.first, segment.planned - segment.first),
+            sweep.plan,
+        )
+        evaluated = earlier.evaluated if earlier else 0
+        best = (earlier.best_score, earlier.best_number) if earlier and earlier.best_score is not None else None
+        number, batch_number = len(history), segment.batch + -(-evaluated // SAMPLER_BATCH)
+        exhausted = evaluated % SAMPLER_BATCH != 0 and number < segment.planned  # a short batch ended the space
+        started = time.monotonic()
+        recording: asyncio.Task[bool] | None = None
+        try:
+            while number < segment.planned and not exhausted:
+                batch = BatchInput(
+                    segment.job_id, segment.window, batch_number, number, min(SAMPLER_BATCH, segment.planned - number)
                 )
-                return found, [_recorded(outcome, points[outcome.number]) for outcome in outcomes]
+                proposals, outcomes = await self._asked_and_evaluated(sweep, batch, history)
+                if recording is not None:
+                    await recording  # the batch before, recorded first
+                points = {batch.first + i: proposal for i, proposal in enumerate(proposals)}
+                recording = asyncio.create_task(self._record(batch, sweep.plan, outcomes, points))
+                history += [_recorded(outcome, points[outcome.number]) for outcome in outcomes]
+                found = research_result.best_of(outcomes, sweep.plan.maximize)
+                if found is not None and sweep.plan.objective().better(found.score, best and best[0]):
+                    best = (found.score, found.number)
+                evaluated, number, batch_number = evaluated + len(outcomes), number + batch.count, batch_number + 1
+                exhausted = len(proposals) < batch.count
+                activity.heartbeat(f"{number} of {segment.planned} trials")
+                if _spent(segment, best) or time.monotonic() - started >= SEGMENT_SECONDS:
+                    break
+            if recording is not None:
+                await recording
+        except asyncio.CancelledError:
+            if recording is not None:
+                recording.cancel()  # its transaction rolls back: the batch is recorded whole or not at all
+            raise
+        score, best_number = best if best is not None else (None, None)
+        return SegmentOutcome(evaluated, score, best_number, number, batch_number, exhausted)
+
+    async def _one_batch(self, sweep: _Sweep, batch: BatchInput) -> BatchOutcome:
+        """A batch of points known in advance, evaluated and recorded (or, when an earlier attempt recorded
+        them, as it did)."""
+        recorded = await self._recorded(batch, sweep.plan)
+        if recorded is not None:
+            return recorded
+        proposals = self._planned_points(sweep, batch)
+        outcomes = await self._evaluated(sweep, [(number, p.parameters) for number, p in proposals])
+        points = {number: proposal for number, proposal in proposals}
+        if not await self._record(batch, sweep.plan, outcomes, points):
             recorded = await self._recorded(batch, sweep.plan)  # by an attempt that ran at the same time
             assert recorded is not None
-        if history is None:
-            return recorded, []
-        return recorded, await self._history(
-            batch.job_id, batch.window, before=batch.first + batch.count, since=batch.first
+            return recorded
+        best = research_result.best_of(outcomes, sweep.plan.maximize)
+        exhausted = len(proposals) < batch.count
+        return BatchOutcome(len(outcomes), best.score if best else None, best.number if best else None, exhausted)
+
+    async def _asked_and_evaluated(
+        self, sweep: _Sweep, batch: BatchInput, history: list[trials.Recorded]
+    ) -> tuple[list[trials.Proposal], list[trials.TrialOutcome]]:
+        """The sampler's points for the batch and their backtests, in one call to the pool."""
+        plan = sweep.plan
+        # The window's seed, so that walk-forward windows do not all ask the same first points.
+        seed = trials.batch_seed(plan.seed, batch.window)
+        ask = trials.Ask(
+            sweep.space,
+            plan.method,
+            plan.maximize,
+            seed,
+            batch.batch,
+            list(history),
+            batch.count,
+            bool(plan.constraints),
         )
+        run = trials.AskAndRun(ask, plan.template, sweep.train, sweep.test, plan.metric, plan.constraints, batch.first)
+        ((proposals, outcomes),) = await self._pooled_all([(trials.propose_and_evaluate, run)])
+        return proposals, outcomes
 
     async def _evaluated(self, sweep: _Sweep, numbered: list[tuple[int, dict[str, Any]]]) -> list[trials.TrialOutcome]:
         """Backtests of the trials in the process pool, in chunks spread over its processes."""
@@ -197,11 +232,9 @@ class ResearchActivities(ResearchSteps):
             for outcome in chunk
         ]
 
-    async def _proposals(
-        self, sweep: _Sweep, batch: BatchInput, history: list[trials.Recorded] | None
-    ) -> list[tuple[int, trials.Proposal]]:
-        """The batch's points, numbered: known in advance for a grid or a random sweep, else asked of the
-        sampler from the window's recorded trials."""
+    def _planned_points(self, sweep: _Sweep, batch: BatchInput) -> list[tuple[int, trials.Proposal]]:
+        """The batch's points, numbered, of a sweep whose points are known in advance: its listed ones, a grid's
+        in order, or a random sweep's (each drawn from its own number)."""
         plan, space = sweep.plan, sweep.space
         numbers = range(batch.first, batch.first + batch.count)
         if plan.points is not None:
@@ -210,19 +243,9 @@ class ResearchActivities(ResearchSteps):
         if plan.method == GRID:
             points = islice(space.grid(), batch.first, batch.first + batch.count)
             return [(n, _planned(space, p)) for n, p in zip(numbers, points, strict=False)]
-        if plan.method == RANDOM:
-            seed = trials.batch_seed(plan.seed, batch.window)
-            drawn = ((n, trials.random_point(space, seed, n)) for n in numbers)
-            return [(n, _planned(space, p)) for n, p in drawn if p is not None]
-        if history is None:
-            history = await self._history(batch.job_id, batch.window, before=batch.first)
-        # The window's seed, so that walk-forward windows do not all ask the same first points.
         seed = trials.batch_seed(plan.seed, batch.window)
-        ask = trials.Ask(
-            space, plan.method, plan.maximize, seed, batch.batch, history, batch.count, bool(plan.constraints)
-        )
-        (proposed,) = await self._pooled_all([(trials.propose, ask)])
-        return list(zip(numbers, proposed, strict=False))
+        drawn = ((n, trials.random_point(space, seed, n)) for n in numbers)
+        return [(n, _planned(space, p)) for n, p in drawn if p is not None]
 
     async def _record(
         self, batch: BatchInput, plan: Plan, outcomes: list[trials.TrialOutcome], points: dict[int, trials.Proposal]

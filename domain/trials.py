@@ -157,6 +157,27 @@ def propose(ask: Ask) -> list[Proposal]:
     return proposals
 
 
+@dataclass(frozen=True)
+class AskAndRun:
+    """A sampler's batch: its points asked, then their backtests, in one call to the pool."""
+
+    ask: Ask
+    template: str
+    train: Period
+    test: Period | None
+    metric: str
+    constraints: dict[str, float]
+    first: int  # the batch's first trial number
+
+
+def propose_and_evaluate(run: AskAndRun) -> tuple[list[Proposal], list[TrialOutcome]]:
+    proposals = propose(run.ask)
+    numbered = [(run.first + i, proposal.parameters) for i, proposal in enumerate(proposals)]
+    return proposals, evaluate_batch(
+        TrialBatch(run.template, run.train, run.test, numbered, run.metric, run.constraints)
+    )
+
+
 def batch_seed(seed: int, batch: int) -> int:
     return int(np.random.SeedSequence([seed, batch]).generate_state(1)[0])
 
@@ -209,7 +230,10 @@ def study_of(
                 params=recorded.point,
                 distributions=distributions,
                 user_attrs={},
-                system_attrs={**recorded.system_attrs, CONSTRAINTS_KEY: recorded.constraint_values},
+                # Without constraints no trial carries the key: TPE then skips its feasibility pass.
+                system_attrs={**recorded.system_attrs, CONSTRAINTS_KEY: recorded.constraint_values}
+                if recorded.constraint_values
+                else recorded.system_attrs,
                 intermediate_values={},
             )
             for recorded in history

@@ -7,6 +7,7 @@ import asyncio
 import signal
 
 from tests.conftest import data
+from workflows.sweep_steps import SAMPLER_BATCH
 from tests.test_backtests import active_strategy
 from tests.test_research import TPE_BODY, all_trials, finished, path_of, sweep
 from tests.test_worker_recovery import idle_stack, start_worker, stop_workers  # noqa: F401 (the fixture)
@@ -46,7 +47,7 @@ async def test_a_killed_worker_resumes_the_same_sweep(idle_stack, tmp_path):  # 
                 f"/strategies/{strategy['id']}/research/results/{interrupted['taskId']}", headers=headers
             )
         )["progress"]
-        assert progress["trialsDone"] == 16  # two batches of eight recorded, the third not
+        assert progress["trialsDone"] == 2 * SAMPLER_BATCH  # two batches recorded, the third not
         first.send_signal(signal.SIGKILL)
         first.wait()
 
