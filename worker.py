@@ -44,6 +44,7 @@ from db.engine import Database
 from domain.schedules import reconciler_schedule_id
 from integrations.mail import Mailer, mailer_from_settings
 from integrations.market_data import provider_from_settings
+from integrations.optuna_storage import mirror_for, storage_url
 from workflows.auth_token import AuthTokenWorkflow
 from workflows.backtest import BacktestWorkflowV3
 from workflows.backtest_earlier import BacktestWorkflow, BacktestWorkflowV2
@@ -111,7 +112,9 @@ def build_worker(
     market = MarketDataActivities(db, provider_from_settings(settings), settings)
     backtests = BacktestActivities(db, market, jobs, process_pool(settings.worker_processes))
     portfolios = PortfolioActivities(db)
-    research = ResearchActivities(db, market, jobs, process_pool(settings.worker_processes), settings.worker_processes)
+    pool = process_pool(settings.worker_processes)
+    optuna = mirror_for(storage_url(settings.db_url))
+    research = ResearchActivities(db, market, jobs, pool, settings.worker_processes, optuna)
     performance = PerformanceActivities(db, market, settings.research_default_symbol)
     return Worker(
         client,

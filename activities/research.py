@@ -10,6 +10,7 @@ answered from its rows, never run twice.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
@@ -41,6 +42,7 @@ from domain import research_result, trials
 from domain.backtest import BacktestConfig
 from domain.research import GRID, RANDOM, Plan, SearchSpace
 from domain.research_result import trial_id
+from integrations.optuna_storage import MirroredTrial, OptunaMirror, study_name
 from workflows.steps import CANCELLED_ON_REQUEST, CLAIMED, Claim, ClaimInput, FinishInput, JobOutcome
 from workflows.sweep_steps import (
     SAMPLER_BATCH,
@@ -56,6 +58,7 @@ from workflows.sweep_steps import (
 )
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 # Trials per task sent to the process pool: small enough that a cancel or a heartbeat waits little for one.
 CHUNK = 25
 # A pooled call that has not ended after this long heartbeats.
@@ -67,13 +70,20 @@ _JOBS = cast(Table, Job.__table__)
 
 class ResearchActivities(ResearchSteps):
     def __init__(
-        self, db: Database, market: MarketDataActivities, jobs: JobActivities, engines: Executor, processes: int
+        self,
+        db: Database,
+        market: MarketDataActivities,
+        jobs: JobActivities,
+        engines: Executor,
+        processes: int,
+        optuna: OptunaMirror,
     ) -> None:
         self._db = db
         self._market = market
         self._jobs = jobs
         self._engines = engines
         self._processes = processes  # of the pool: a batch is cut in as many chunks, at most CHUNK trials each
+        self._optuna = optuna
 
     # --- claim and prepare ----------------------------------------------------------------------------------
 
@@ -167,6 +177,9 @@ class ResearchActivities(ResearchSteps):
                     break
             if recording is not None:
                 await recording
+            await self._mirrored(
+                segment.job_id, sweep.plan, segment.window, await self._trial_rows(segment.job_id, segment.window)
+            )
         except asyncio.CancelledError:
             if recording is not None:
                 recording.cancel()  # its transaction rolls back: the batch is recorded whole or not at all
@@ -323,6 +336,13 @@ class ResearchActivities(ResearchSteps):
             windows.append(await self._window_figures(plan, index, in_window))
         result = research_result.body(plan, rows, windows, finish.stop_reason, finish.used_duration_ms)
         body = {"optimizationResult": result}
+        # Written while the result is stored: two databases, two threads.
+        mirrored = asyncio.gather(
+            *(
+                self._mirrored(finish.job_id, plan, index, [row for row in rows if row["window"] == index])
+                for index in range(len(plan.windows))
+            )
+        )
         async with self._db.session() as session:
             if finish.cancelled:
                 job = await locked_job(session, finish.job_id)
@@ -335,6 +355,7 @@ class ResearchActivities(ResearchSteps):
                 if ran is None:  # cancelled meanwhile, or deleted
                     job = await locked_job(session, finish.job_id)
                     outcome = JobOutcome(job.status, job.error_code, job.error_message) if job else CANCELLED_ON_REQUEST
+        await mirrored
         await self._jobs.hand_over(waiting)
         return outcome
 
@@ -348,12 +369,32 @@ class ResearchActivities(ResearchSteps):
         importances, pbo, runs = await self._pooled_all(research_result.window_tasks(request))
         return research_result.window_figures(index, importances, pbo, runs)
 
-    async def _trial_rows(self, job_id: str) -> list[dict[str, Any]]:
+    async def _trial_rows(self, job_id: str, window: int | None = None) -> list[dict[str, Any]]:
+        query = select(_TRIALS).where(_TRIALS.c.job_id == job_id).order_by(_TRIALS.c.window, _TRIALS.c.number)
+        if window is not None:
+            query = query.where(_TRIALS.c.window == window)
         async with self._db.reading() as session:
-            result = await session.execute(
-                select(_TRIALS).where(_TRIALS.c.job_id == job_id).order_by(_TRIALS.c.window, _TRIALS.c.number)
+            return [dict(row._mapping) for row in await session.execute(query)]
+
+    async def _mirrored(self, job_id: str, plan: Plan, window: int, rows: list[dict[str, Any]]) -> None:
+        """The window's recorded trials in optuna's storage, for optuna-dashboard: what it lacks, in one
+        transaction. Not part of the sweep's outcome: a storage that cannot be written is logged, not fatal."""
+        mirrored = [
+            MirroredTrial(
+                row["number"],
+                "COMPLETE" if row["state"] == "complete" and row["score"] is not None else "FAIL",
+                row["point"],
+                row["score"],
+                {"metrics": row["metrics"], "testMetrics": row["test_metrics"], "violations": row["violations"]},
             )
-            return [dict(row._mapping) for row in result]
+            for row in rows
+        ]
+        distributions = trials.distributions_of(plan.search_space())
+        name = study_name(job_id, window)
+        try:
+            await asyncio.to_thread(self._optuna.write, name, plan.maximize, distributions, mirrored)
+        except Exception:
+            log.warning("could not write sweep %s to optuna's storage", name, exc_info=True)
 
     # --- shared ---------------------------------------------------------------------------------------------
 

@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, date, datetime, time
 
+import optuna
 import pytest
 
 from domain import backtest as engine_run
 from domain.backtest import BacktestConfig
 from integrations.market_data.synthetic import SyntheticProvider
+from integrations.optuna_storage import storage_url, study_name
 from tests.conftest import data, error
 from tests.test_backtests import active_strategy, settled, submit
 
@@ -78,6 +80,13 @@ async def test_a_grid_sweep_scores_every_trial_by_its_backtest(stack):
     assert result["bestCandidate"]["trialId"] == best["trialId"]
     assert result["convergence"]["earlyStopReason"] == "parameter_space_exhausted"
     assert result["budgetUsage"]["usedTrials"] == 16 and result["budgetUsage"]["totalCandidates"] == 16
+
+    # Optuna's storage holds the sweep as a study: optuna-dashboard on its URL shows it.
+    study = optuna.load_study(study_name=study_name(task["taskId"], 0), storage=storage_url(stack.settings.db_url))
+    assert sorted((t.number, t.value) for t in study.trials) == sorted(
+        (t["number"], t["score"]) for t in result["trials"]
+    )
+    assert study.best_trial.params == {k: best["parameters"][k] for k in ("shortWindow", "longWindow")}
 
     # The best trial's score is the metric of a real backtest of the strategy with its parameters.
     data(

@@ -7,10 +7,10 @@ import asyncio
 import signal
 
 from tests.conftest import data
-from workflows.sweep_steps import SAMPLER_BATCH
 from tests.test_backtests import active_strategy
 from tests.test_research import TPE_BODY, all_trials, finished, path_of, sweep
 from tests.test_worker_recovery import idle_stack, start_worker, stop_workers  # noqa: F401 (the fixture)
+from workflows.sweep_steps import SAMPLER_BATCH
 
 # A worker that stops for a long while before recording the sweep's third batch, after marking that it got
 # there: the kill lands between a batch's evaluation and its record.

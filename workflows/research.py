@@ -17,6 +17,7 @@ import dataclasses
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, CancelledError
+from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
     from workflows.steps import (
@@ -58,7 +59,9 @@ CANCELLED = "cancelled"
 class ResearchWorkflow(SlotHolder):
     @workflow.run
     async def run(self, params: SweepInput) -> JobOutcome:
-        options = task_options(params)
+        # A cancel waits for the batches in flight to stop (at their next heartbeat), so that nothing is
+        # recorded after the result of what ran is built.
+        options = {**task_options(params), "cancellation_type": ActivityCancellationType.WAIT_CANCELLATION_COMPLETED}
         state = params.state
         if state is None:
             info = workflow.info()
