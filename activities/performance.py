@@ -15,6 +15,7 @@ from activities.jobs import activity_error, append_log
 from activities.market_data import MarketDataActivities, heartbeating
 from db.engine import Database
 from db.models import Backtest, Job, Strategy
+from db.models.backtests import latest_symbol_config
 from domain import backtest as backtests
 from domain import metrics as measures
 from domain import strategies as strategy_rules
@@ -57,14 +58,7 @@ class PerformanceActivities:
         """The config of the strategy's latest backtest on a symbol (its costs and sizing), over the last
         ``days`` days up to yesterday."""
         async with self._db.reading() as session:
-            latest = await session.scalars(
-                select(Backtest.config)
-                .where(Backtest.strategy_id == strategy.id)
-                .order_by(Backtest.created_at.desc())
-                .limit(20)
-            )
-            runnable = [c for c in latest if c.get("symbol") and not c.get("prices")]
-        base = {k: v for k, v in runnable[0].items() if k != "periodsPerYear"} if runnable else {}
+            base = await latest_symbol_config(session, strategy.id) or {}
         end = datetime.now(UTC).date() - timedelta(days=1)
         return BacktestConfig.model_validate(
             {

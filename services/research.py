@@ -15,7 +15,8 @@ from pydantic import ValidationError
 from sqlalchemy import Select, func, select
 
 from core.errors import AccessDenied, AppError
-from db.models import Backtest, Job, ResearchSweep, ResearchTrial, Strategy, User
+from db.models import Job, ResearchSweep, ResearchTrial, Strategy, User
+from db.models.backtests import latest_symbol_config
 from domain import research as rules
 from domain import strategies as strategy_rules
 from domain.backtest import BacktestConfig
@@ -100,18 +101,8 @@ async def _config(platform: Platform, strategy: Strategy, given: dict[str, Any] 
     platform's default symbol over the last year."""
     if given is None:
         async with platform.db.reading() as session:
-            latest = await session.scalars(
-                select(Backtest.config)
-                .where(Backtest.strategy_id == strategy.id)
-                .order_by(Backtest.created_at.desc())
-                .limit(20)
-            )
-            runnable = [c for c in latest if c.get("symbol") and not c.get("prices")]
-        given = (
-            {k: v for k, v in runnable[0].items() if k != "periodsPerYear"}
-            if runnable
-            else {"symbol": platform.settings.research_default_symbol}
-        )
+            latest = await latest_symbol_config(session, strategy.id)
+        given = latest or {"symbol": platform.settings.research_default_symbol}
     try:
         config = BacktestConfig.model_validate(given)
     except ValidationError as error:

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, String, UniqueConstraint, select
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from db.base import Base, IdMixin, TimestampMixin
@@ -31,3 +32,16 @@ class Backtest(IdMixin, TimestampMixin, Base):
     metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # One point per bar: loaded only by the routes that return it, not with every read of the row.
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON, deferred=True)
+
+
+async def latest_symbol_config(session: AsyncSession, strategy_id: str) -> dict[str, Any] | None:
+    """The config of the strategy's latest backtest on a symbol's stored bars (not inline prices), as it was
+    sent: what research runs on when it is given none. Its periods per year are left to be resolved again."""
+    configs = await session.scalars(
+        select(Backtest.config)
+        .where(Backtest.strategy_id == strategy_id)
+        .order_by(Backtest.created_at.desc())
+        .limit(20)
+    )
+    runnable = next((c for c in configs if c.get("symbol") and not c.get("prices")), None)
+    return None if runnable is None else {k: v for k, v in runnable.items() if k != "periodsPerYear"}
