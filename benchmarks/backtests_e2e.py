@@ -423,26 +423,36 @@ async def strategies(http: httpx.AsyncClient, headers: list[dict[str, str]], cas
     return ids
 
 
-async def orchestrated(args: argparse.Namespace, database_url: str, tmp: Path) -> dict[str, Any]:
-    env = await WorkflowEnvironment.start_local(
+async def started_dev_server() -> WorkflowEnvironment:
+    """A Temporal dev server from the installed binary, as `quantpoly up` starts one."""
+    return await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_binary(),
         data_converter=DATA_CONVERTER,
         search_attributes=list(SEARCH_ATTRIBUTES),
         dev_server_log_level="error",
     )
+
+
+def platform_settings(env: WorkflowEnvironment, database_url: str, tmp: Path) -> dict[str, Any]:
+    """The settings a benchmark's API and workers share (the workers read them as QUANTPOLY_* variables)."""
+    return {
+        "database_url": database_url,
+        "var_dir": tmp / "var",
+        "temporal_address": env.client.service_client.config.target_host,
+        "task_queue": f"bench-{uuid.uuid4().hex[:8]}",
+        "mail_backend": "file",
+        # Pinned: the peer reads its bars from the same provider, and a benchmark must not call Alpaca.
+        "market_data_provider": "synthetic",
+        # Sign-in is not what is measured; cheap hashes keep the set-up short.
+        "argon2_time_cost": 1,
+        "argon2_memory_cost": 1024,
+    }
+
+
+async def orchestrated(args: argparse.Namespace, database_url: str, tmp: Path) -> dict[str, Any]:
+    env = await started_dev_server()
     try:
-        overrides: dict[str, Any] = {
-            "database_url": database_url,
-            "var_dir": tmp / "var",
-            "temporal_address": env.client.service_client.config.target_host,
-            "task_queue": f"bench-{uuid.uuid4().hex[:8]}",
-            "mail_backend": "file",
-            # Pinned: the peer reads its bars from the same provider, and a benchmark must not call Alpaca.
-            "market_data_provider": "synthetic",
-            # Sign-in is not what is measured; cheap hashes keep the set-up short.
-            "argon2_time_cost": 1,
-            "argon2_memory_cost": 1024,
-        }
+        overrides = platform_settings(env, database_url, tmp)
         settings = Settings(**overrides)
         floor_queue = f"floor-{uuid.uuid4().hex[:8]}"
         with workers(overrides, floor_queue, tmp) as (worker, floor):

@@ -36,7 +36,6 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,16 +44,24 @@ from typing import Any
 import httpx
 import optuna
 from temporalio.client import Client
-from temporalio.testing import WorkflowEnvironment
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from api.app import create_app  # noqa: E402
-from benchmarks.backtests_e2e import Child, data, database, polling, require, sign_in, spawned, watched  # noqa: E402
-from cli.stack import temporal_binary  # noqa: E402
+from benchmarks.backtests_e2e import (  # noqa: E402
+    Child,
+    data,
+    database,
+    platform_settings,
+    polling,
+    require,
+    sign_in,
+    spawned,
+    started_dev_server,
+    watched,
+)
 from core.settings import Settings  # noqa: E402
-from core.temporal import DATA_CONVERTER, SEARCH_ATTRIBUTES  # noqa: E402
 from domain import backtest as backtests  # noqa: E402
 from domain.backtest import BacktestConfig, BarArrays  # noqa: E402
 from integrations.market_data import provider_from_settings  # noqa: E402
@@ -180,23 +187,9 @@ def worker_process(overrides: dict[str, Any], tmp: Path, name: str) -> Iterator[
 
 
 async def run(args: argparse.Namespace, database_url: str, tmp: Path) -> dict[str, Any]:
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=temporal_binary(),
-        data_converter=DATA_CONVERTER,
-        search_attributes=list(SEARCH_ATTRIBUTES),
-        dev_server_log_level="error",
-    )
+    env = await started_dev_server()
     try:
-        overrides: dict[str, Any] = {
-            "database_url": database_url,
-            "var_dir": tmp / "var",
-            "temporal_address": env.client.service_client.config.target_host,
-            "task_queue": f"bench-{uuid.uuid4().hex[:8]}",
-            "mail_backend": "file",
-            "market_data_provider": "synthetic",
-            "argon2_time_cost": 1,
-            "argon2_memory_cost": 1024,
-        }
+        overrides = platform_settings(env, database_url, tmp)
         settings = Settings(**overrides)
         with worker_process(overrides, tmp, "worker") as first:
             await polling(env.client, settings.task_queue, first)
