@@ -15,6 +15,7 @@ from api.routes import admin, auth, backtests, jobs, market, market_stream, stra
 from api.routes import platform as platform_routes
 from api.routes import portfolios as portfolio_routes
 from api.routes import research as research_routes
+from api.routes import strategy_health as strategy_health_routes
 from core.runtime import frozen_startup_heap
 from core.settings import Settings, get_settings
 from core.temporal import connect_temporal
@@ -65,6 +66,7 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
         backtests.router,
         research_routes.router,
         portfolio_routes.router,
+        strategy_health_routes.router,
     ):
         errors.document_common_errors(router)
         app.include_router(router)

@@ -94,6 +94,8 @@ class Settings(BaseSettings):
     market_max_bars_per_request: int = Field(default=250_000, ge=1_000, le=5_000_000)
     # The symbol a sweep or an analysis runs on when neither the request nor the strategy's backtests name one.
     research_default_symbol: str = Field(default="AAPL", min_length=1, max_length=32)
+    # How long POST /strategy-health waits for its report before it answers with the report still running.
+    strategy_health_wait_seconds: float = Field(default=8.0, ge=0, le=60)
     quote_cache_ttl_seconds: float = Field(default=3.0, ge=0)
     quote_rate_limit: int = Field(default=20, ge=1)
     quote_rate_window_seconds: float = Field(default=10.0, gt=0)

@@ -11,6 +11,7 @@ from pydantic.alias_generators import to_camel
 
 from domain.market import IndicatorsRequest, SyncRequest
 from domain.portfolios import EvaluatePayload, RebalancePayload
+from domain.strategy_health import HealthPayload
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
 STATUSES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
@@ -164,6 +165,17 @@ REGISTRY: dict[str, TaskType] = {
             id_prefix="job",
             started_by=RECORD_ROUTE,
             created_by="POST /portfolios/{id}/rebalance-task",
+        ),
+        TaskType(
+            "strategy_health_analyze",
+            INTERACTIVE,
+            "A strategy health report: the parameters perturbed by ±10/20/50%, in and out of sample.",
+            payload=HealthPayload,
+            workflow="ResearchWorkflow",
+            id_prefix="health",
+            started_by=RECORD_ROUTE,
+            created_by="POST /strategy-health",
+            search_attributes=(("strategyId", "QuantpolyStrategyId"),),
         ),
     )
 }

@@ -194,6 +194,7 @@ async def test_cli_sync_waits_for_the_job_and_reads_it_back(stack):
         "strategy_performance_analyze",
         "portfolio_evaluate",
         "portfolio_rebalance",
+        "strategy_health_analyze",
     ]
     again = await stack.cli("jobs", "retry", job["task_id"], "--user", address)
     assert again.exit_code == 1 and "INVALID_TRANSITION" in again.stderr

@@ -7,6 +7,7 @@ from db.models.market import MarketBar, MarketSyncCoverage
 from db.models.portfolios import Portfolio, PortfolioMember
 from db.models.research import ResearchSweep, ResearchTrial
 from db.models.strategies import Strategy
+from db.models.strategy_health import HealthReport
 from db.models.users import User, UserPreferences
 
 __all__ = [
@@ -14,6 +15,7 @@ __all__ = [
     "AuthSession",
     "AuthToken",
     "Backtest",
+    "HealthReport",
     "Job",
     "JobLogLine",
     "JobSchedule",

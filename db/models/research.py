@@ -17,7 +17,8 @@ class ResearchSweep(TimestampMixin, Base):
 
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    strategy_id: Mapped[str] = mapped_column(ForeignKey("strategies.id", ondelete="CASCADE"))
+    # None for a strategy health report's sweep (its HealthReport row names the strategy, if any).
+    strategy_id: Mapped[str | None] = mapped_column(ForeignKey("strategies.id", ondelete="CASCADE"))
     method: Mapped[str] = mapped_column(String(16))
     # The request as resolved: template, space, fixed parameters, objective, constraints, budget, config,
     # validation and its windows; what every activity of the sweep reads.
