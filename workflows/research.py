@@ -129,10 +129,12 @@ class ResearchWorkflow(SlotHolder):
                 self._check_budget(state)
                 continue
             inputs = []
+            # Batches of equal size, so that those running at once end together.
+            size = min(PLANNED_BATCH, -(-planned // PLANNED_PARALLEL))
             for _ in range(PLANNED_PARALLEL):
                 if state.next_number >= planned:
                     break
-                count = min(PLANNED_BATCH, planned - state.next_number)
+                count = min(size, planned - state.next_number)
                 inputs.append(BatchInput(params.job_id, state.window, state.batch, state.next_number, count))
                 state.next_number += count
                 state.batch += 1
