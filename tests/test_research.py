@@ -376,3 +376,18 @@ async def test_a_performance_analysis_compares_with_buy_and_hold(stack):
     assert error(await stack.http.post(url, json={"analysisPeriodDays": 366}, headers=headers), 422)
     # The results listing holds sweeps only, as the reference's does.
     assert data(await stack.http.get(f"/strategies/{strategy['id']}/research/results", headers=headers))["total"] == 0
+
+
+async def test_a_long_sweep_continues_as_new_and_loses_nothing(stack, monkeypatch):
+    import workflows.sweep_steps
+
+    monkeypatch.setattr(workflows.sweep_steps, "BATCHES_PER_RUN", 1)  # a new run after every round of batches
+    _, _, headers = await stack.new_account(PASSWORD)
+    strategy = await active_strategy(stack, headers, "moving_average", shortWindow=10, longWindow=50)
+    body = {**TPE_BODY, "method": "grid", "parameterSpace": GRID_4X4, "validation": {"mode": "walk_forward"}}
+    task = await sweep(stack, headers, strategy["id"], body)
+    done = await finished(stack, headers, strategy["id"], task["taskId"])
+    assert done["status"] == "succeeded", done["error"]
+    assert done["optimizationResult"]["trialCount"] == 48 and done["progress"]["trialsDone"] == 48
+    history = await stack.temporal.get_workflow_handle(f"research-{task['taskId']}").fetch_history()
+    assert history.events[0].workflow_execution_started_event_attributes.continued_execution_run_id
