@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import select
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities.jobs import activity_error, append_log
 from activities.market_data import MarketDataActivities, heartbeating
@@ -22,6 +23,8 @@ from domain import strategies as strategy_rules
 from domain.backtest import BacktestConfig, BarArrays, InsufficientData
 
 EARLIER = 5  # earlier backtests the analysis compares with
+SCHEDULED_DAYS = 30  # the daily run's period, the research route's default
+MOST_SCHEDULED = 1_000  # strategies the daily run analyses at most
 
 
 class PerformanceActivities:
@@ -32,27 +35,65 @@ class PerformanceActivities:
 
     @activity.defn(name="strategy_performance_analyze")
     async def analyze(self, job_id: str) -> dict[str, Any]:
+        """One strategy's analysis (its research route's job), or, for the platform's daily schedule (a job
+        without a strategy), every active strategy's over the last ``SCHEDULED_DAYS`` days."""
         async with heartbeating("analyzing"):
-            strategy, days = await self._request(job_id)
-            config = await self._config(strategy, days)
-            span = config.span()
-            synced = await self._market.sync_symbol(job_id, span.symbol, config.as_sync())
-            if synced["status"] != "ok":
-                raise activity_error(
-                    "BACKTEST_HISTORY_UNAVAILABLE", f"no bars for {span.symbol}", retryable=synced["retryable"]
+            async with self._db.reading() as session:
+                job = await session.get_one(Job, job_id)
+                strategy = (
+                    await session.get(Strategy, job.payload["strategyId"]) if "strategyId" in job.payload else None
                 )
-            bars = await self._market.stored_arrays(span.symbol, span.timeframe, config.as_sync(), lambda _: None)
-            result = await self._analysis(strategy, config, bars, days)
+            if "strategyId" not in job.payload:
+                return await self._every_active(job_id)
+            if strategy is None or strategy.user_id != job.user_id:
+                raise activity_error("STRATEGY_NOT_FOUND", "the strategy was deleted", retryable=False)
+            result = await self._analyzed(job_id, strategy, int(job.payload["request"]["analysisPeriodDays"]))
             await append_log(self._db, job_id, _line(result))
             return result
 
-    async def _request(self, job_id: str) -> tuple[Strategy, int]:
+    async def _analyzed(self, job_id: str, strategy: Strategy, days: int) -> dict[str, Any]:
+        config = await self._config(strategy, days)
+        span = config.span()
+        synced = await self._market.sync_symbol(job_id, span.symbol, config.as_sync())
+        if synced["status"] != "ok":
+            raise activity_error(
+                "BACKTEST_HISTORY_UNAVAILABLE", f"no bars for {span.symbol}", retryable=synced["retryable"]
+            )
+        bars = await self._market.stored_arrays(span.symbol, span.timeframe, config.as_sync(), lambda _: None)
+        return await self._analysis(strategy, config, bars, days)
+
+    async def _every_active(self, job_id: str) -> dict[str, Any]:
+        """The daily run: each active strategy analysed apart, a failure recorded beside it, never stopping the
+        others (at most ``MOST_SCHEDULED``, the least recently analysed first: by their last change)."""
         async with self._db.reading() as session:
-            job = await session.get_one(Job, job_id)
-            strategy = await session.get(Strategy, job.payload["strategyId"])
-        if strategy is None or strategy.user_id != job.user_id:
-            raise activity_error("STRATEGY_NOT_FOUND", "the strategy was deleted", retryable=False)
-        return strategy, int(job.payload["request"]["analysisPeriodDays"])
+            active = list(
+                await session.scalars(
+                    select(Strategy)
+                    .where(Strategy.status == strategy_rules.ACTIVE)
+                    .order_by(Strategy.updated_at)
+                    .limit(MOST_SCHEDULED)
+                )
+            )
+        items = []
+        for strategy in active:
+            try:
+                found = await self._analyzed(job_id, strategy, SCHEDULED_DAYS)
+            except ApplicationError as error:
+                items.append({"strategyId": strategy.id, "userId": strategy.user_id, "errorCode": error.type})
+                continue
+            keep = ("symbol", "excessReturn", "beatsBuyAndHold")
+            items.append(
+                {
+                    "strategyId": strategy.id,
+                    "userId": strategy.user_id,
+                    "returnRate": found["strategy"]["returnRate"],
+                    "buyAndHoldReturn": found["buyAndHold"]["returnRate"],
+                    **{key: found[key] for key in keep},
+                }
+            )
+        failed = sum(1 for item in items if "errorCode" in item)
+        await append_log(self._db, job_id, f"analysed {len(items) - failed} active strategies, {failed} failed")
+        return {"analysisPeriodDays": SCHEDULED_DAYS, "strategyCount": len(items), "failed": failed, "items": items}
 
     async def _config(self, strategy: Strategy, days: int) -> BacktestConfig:
         """The config of the strategy's latest backtest on a symbol (its costs and sizing), over the last

@@ -391,3 +391,31 @@ async def test_a_long_sweep_continues_as_new_and_loses_nothing(stack, monkeypatc
     assert done["optimizationResult"]["trialCount"] == 48 and done["progress"]["trialsDone"] == 48
     history = await stack.temporal.get_workflow_handle(f"research-{task['taskId']}").fetch_history()
     assert history.events[0].workflow_execution_started_event_attributes.continued_execution_run_id
+
+
+async def test_the_daily_schedule_analyses_every_active_strategy(stack):
+    from db.engine import Database
+    from db.models import Job
+    from workflows import dispatch
+
+    _, _, headers = await stack.new_account(PASSWORD)
+    first = await active_strategy(stack, headers, "moving_average", shortWindow=2, longWindow=5)  # 30 days suffice
+    second = await active_strategy(stack, headers, "momentum")
+    db = Database.from_settings(stack.settings)
+    try:
+        async with db.session() as session:  # as the system schedule's firing writes it: no user, no strategy
+            job = Job(user_id=None, task_type="strategy_performance_analyze", payload={}, idempotency_key="daily-1")
+            session.add(job)
+        await dispatch.start(
+            stack.temporal, job, task_queue=stack.settings.task_queue, heartbeat_timeout_seconds=30, supersede=False
+        )
+        await stack.temporal.get_workflow_handle(dispatch.workflow_id(job)).result()
+        async with db.reading() as session:
+            ran = await session.get_one(Job, job.id)
+    finally:
+        await db.dispose()
+    assert ran.status == "succeeded", ran.error_message
+    analysed = {item["strategyId"]: item for item in ran.result["items"]}
+    assert {first["id"], second["id"]} <= set(analysed) and ran.result["analysisPeriodDays"] == 30
+    item = analysed[first["id"]]
+    assert item["excessReturn"] == pytest.approx(item["returnRate"] - item["buyAndHoldReturn"])
