@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from concurrent.futures.process import BrokenProcessPool
@@ -61,6 +62,8 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 # Trials per task sent to the process pool: small enough that a cancel or a heartbeat waits little for one.
 CHUNK = 25
+# Sweeps' windows a worker keeps read (see _sweep).
+KEPT_SWEEPS = 32
 # A pooled call that has not ended after this long heartbeats.
 BEAT_SECONDS = 1.0
 _TRIALS = cast(Table, ResearchTrial.__table__)
@@ -84,6 +87,7 @@ class ResearchActivities(ResearchSteps):
         self._engines = engines
         self._processes = processes  # of the pool: a batch is cut in as many chunks, at most CHUNK trials each
         self._optuna = optuna
+        self._sweeps: OrderedDict[tuple[str, int], asyncio.Future[_Sweep]] = OrderedDict()
 
     # --- claim and prepare ----------------------------------------------------------------------------------
 
@@ -121,7 +125,7 @@ class ResearchActivities(ResearchSteps):
                 retryable=item["retryable"],
             )
         for index in range(len(plan.windows)):
-            train, _ = await self._periods(plan, index)
+            train = (await self._sweep(job_id, index)).train  # kept for the batches this worker runs
             if len(train.bars) < 3:
                 raise activity_error(
                     "BACKTEST_INSUFFICIENT_DATA",
@@ -198,7 +202,8 @@ class ResearchActivities(ResearchSteps):
         points = {number: proposal for number, proposal in proposals}
         if not await self._record(batch, sweep.plan, outcomes, points):
             recorded = await self._recorded(batch, sweep.plan)  # by an attempt that ran at the same time
-            assert recorded is not None
+            if recorded is None:  # no such batch: the sweep's job was deleted
+                raise activity_error("RESEARCH_NOT_FOUND", "the sweep was deleted", retryable=False)
             return recorded
         best = research_result.best_of(outcomes, sweep.plan.maximize)
         exhausted = len(proposals) < batch.count
@@ -399,6 +404,23 @@ class ResearchActivities(ResearchSteps):
     # --- shared ---------------------------------------------------------------------------------------------
 
     async def _sweep(self, job_id: str, window: int) -> _Sweep:
+        """The window's plan, space and periods, read once per worker for the sweep's batches (concurrent
+        batches share the first read): a sweep's plan never changes, and its batches then run on the same bars."""
+        key = (job_id, window)
+        kept = self._sweeps.get(key)
+        if kept is None:
+            kept = self._sweeps[key] = asyncio.ensure_future(self._read_sweep(job_id, window))
+            while len(self._sweeps) > KEPT_SWEEPS:
+                self._sweeps.popitem(last=False)
+        else:
+            self._sweeps.move_to_end(key)
+        try:
+            return await asyncio.shield(kept)
+        except Exception:
+            self._sweeps.pop(key, None)  # read again next time
+            raise
+
+    async def _read_sweep(self, job_id: str, window: int) -> _Sweep:
         plan = await self._plan(job_id)
         train, test = await self._periods(plan, window)
         return _Sweep(plan, plan.search_space(), train, test)
