@@ -142,6 +142,7 @@ def build_worker(
             research.run_batch,
             research.run_batches,
             research.finish,
+            research.mirror,
             performance.analyze,
         ],
         max_concurrent_activities=settings.worker_max_concurrent_activities,

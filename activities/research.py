@@ -181,9 +181,11 @@ class ResearchActivities(ResearchSteps):
                     break
             if recording is not None:
                 await recording
-            await self._mirrored(
-                segment.job_id, sweep.plan, segment.window, await self._trial_rows(segment.job_id, segment.window)
-            )
+            rows = await self._trial_rows(segment.job_id, segment.window)
+            try:  # an export while the sweep runs: the mirror activity writes what this misses
+                await self._mirrored(segment.job_id, sweep.plan, segment.window, rows)
+            except Exception:
+                log.warning("could not write sweep %s to optuna's storage", segment.job_id, exc_info=True)
         except asyncio.CancelledError:
             if recording is not None:
                 recording.cancel()  # its transaction rolls back: the batch is recorded whole or not at all
@@ -341,13 +343,6 @@ class ResearchActivities(ResearchSteps):
             windows.append(await self._window_figures(plan, index, in_window))
         result = research_result.body(plan, rows, windows, finish.stop_reason, finish.used_duration_ms)
         body = {"optimizationResult": result}
-        # Written while the result is stored: two databases, two threads.
-        mirrored = asyncio.gather(
-            *(
-                self._mirrored(finish.job_id, plan, index, [row for row in rows if row["window"] == index])
-                for index in range(len(plan.windows))
-            )
-        )
         async with self._db.session() as session:
             if finish.cancelled:
                 job = await locked_job(session, finish.job_id)
@@ -360,9 +355,16 @@ class ResearchActivities(ResearchSteps):
                 if ran is None:  # cancelled meanwhile, or deleted
                     job = await locked_job(session, finish.job_id)
                     outcome = JobOutcome(job.status, job.error_code, job.error_message) if job else CANCELLED_ON_REQUEST
-        await mirrored
         await self._jobs.hand_over(waiting)
         return outcome
+
+    @activity.defn(name="research_mirror")
+    async def mirror(self, job_id: str) -> int:
+        plan = await self._plan(job_id)
+        written = 0
+        for index in range(len(plan.windows)):
+            written += await self._mirrored(job_id, plan, index, await self._trial_rows(job_id, index))
+        return written
 
     async def _window_figures(
         self, plan: Plan, index: int, rows: list[dict[str, Any]]
@@ -381,9 +383,9 @@ class ResearchActivities(ResearchSteps):
         async with self._db.reading() as session:
             return [dict(row._mapping) for row in await session.execute(query)]
 
-    async def _mirrored(self, job_id: str, plan: Plan, window: int, rows: list[dict[str, Any]]) -> None:
+    async def _mirrored(self, job_id: str, plan: Plan, window: int, rows: list[dict[str, Any]]) -> int:
         """The window's recorded trials in optuna's storage, for optuna-dashboard: what it lacks, in one
-        transaction. Not part of the sweep's outcome: a storage that cannot be written is logged, not fatal."""
+        transaction; how many that was."""
         mirrored = [
             MirroredTrial(
                 row["number"],
@@ -396,10 +398,7 @@ class ResearchActivities(ResearchSteps):
         ]
         distributions = trials.distributions_of(plan.search_space())
         name = study_name(job_id, window)
-        try:
-            await asyncio.to_thread(self._optuna.write, name, plan.maximize, distributions, mirrored)
-        except Exception:
-            log.warning("could not write sweep %s to optuna's storage", name, exc_info=True)
+        return await asyncio.to_thread(self._optuna.write, name, plan.maximize, distributions, mirrored)
 
     # --- shared ---------------------------------------------------------------------------------------------
 

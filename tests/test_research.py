@@ -81,7 +81,8 @@ async def test_a_grid_sweep_scores_every_trial_by_its_backtest(stack):
     assert result["convergence"]["earlyStopReason"] == "parameter_space_exhausted"
     assert result["budgetUsage"]["usedTrials"] == 16 and result["budgetUsage"]["totalCandidates"] == 16
 
-    # Optuna's storage holds the sweep as a study: optuna-dashboard on its URL shows it.
+    # Optuna's storage holds the sweep as a study (written once the job has ended): optuna-dashboard shows it.
+    await stack.temporal.get_workflow_handle(f"research-{task['taskId']}").result()
     study = optuna.load_study(study_name=study_name(task["taskId"], 0), storage=storage_url(stack.settings.db_url))
     assert sorted((t.number, t.value) for t in study.trials) == sorted(
         (t["number"], t["score"]) for t in result["trials"]

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from datetime import timedelta
 
 from temporalio import workflow
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, CancelledError
 from temporalio.workflow import ActivityCancellationType
 
@@ -53,6 +55,9 @@ EXHAUSTED, MAX_TRIALS, MAX_DURATION, EARLY_STOP = (
     "early_stop_score_reached",
 )
 CANCELLED = "cancelled"
+# Writing a sweep to optuna's storage: an export, tried a few times, never the job's outcome.
+MIRROR_TIMEOUT = timedelta(minutes=5)
+MIRROR_RETRY = RetryPolicy(maximum_attempts=3)
 
 
 @workflow.defn
@@ -192,4 +197,11 @@ class ResearchWorkflow(SlotHolder):
         reason = CANCELLED if cancelled else state.stop_reason or (EXHAUSTED if state.plan.covers_space else MAX_TRIALS)
         used_ms = round((workflow.now().timestamp() - state.started_at) * 1000)
         finish = FinishSweep(params.job_id, reason, used_ms, cancelled)
-        return await workflow.execute_activity_method(ResearchSteps.finish, finish, **task_options(params))
+        outcome = await workflow.execute_activity_method(ResearchSteps.finish, finish, **task_options(params))
+        try:
+            await workflow.execute_activity_method(
+                ResearchSteps.mirror, params.job_id, start_to_close_timeout=MIRROR_TIMEOUT, retry_policy=MIRROR_RETRY
+            )
+        except ActivityError:
+            workflow.logger.warning("the sweep %s could not be written to optuna's storage", params.job_id)
+        return outcome

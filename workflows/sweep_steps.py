@@ -14,6 +14,7 @@ PREPARE_ACTIVITY = "research_claim_and_prepare"
 BATCH_ACTIVITY = "research_run_batch"
 SEGMENT_ACTIVITY = "research_run_batches"
 FINISH_ACTIVITY = "research_finish"
+MIRROR_ACTIVITY = "research_mirror"
 
 # Trials a sequential sampler (TPE, CMA-ES) asks at once: fixed, since a batch's points depend on its size.
 # Sixteen asked together (the constant liar spreading them) cost TPE no more than sixteen asked one by one.
@@ -143,4 +144,10 @@ class ResearchSteps:
     async def finish(self, finish: FinishSweep) -> JobOutcome:
         """The sweep's result from its recorded trials (best candidates, out-of-sample figures, importances,
         overfitting figures), stored with the job's outcome in one transaction."""
+        raise NotImplementedError
+
+    @activity.defn(name=MIRROR_ACTIVITY)
+    async def mirror(self, job_id: str) -> int:
+        """What optuna's storage lacks of the sweep's recorded trials, written once the job has ended (an
+        export for optuna-dashboard: the job does not wait for it)."""
         raise NotImplementedError
