@@ -37,14 +37,14 @@ async def finished(stack, headers, strategy_id: str, task_id: str, timeout: floa
         await asyncio.sleep(0.2)
 
 
-def local_metrics(stack, template: str, parameters: dict, config: dict) -> dict:
+def local_metrics(stack, template: str, parameters: dict, config: dict, synced: dict = CONFIG) -> dict:
     """The metrics of a backtest with these parameters and config, computed here from the bars the store holds:
-    the provider's over the whole range of ``CONFIG``, which a sweep syncs first (the synthetic provider's
-    opens depend on the range asked for)."""
+    the provider's over the whole range that was synced first (``synced``: a sweep syncs its config's; the
+    synthetic provider's opens depend on the range asked for)."""
     parsed = BacktestConfig.model_validate(config)
     provider = SyntheticProvider(seed=stack.settings.synthetic_seed)
-    start = datetime.combine(date.fromisoformat(CONFIG["startDate"]), time.min, tzinfo=UTC)
-    end = datetime.combine(date.fromisoformat(CONFIG["endDate"]), time.max, tzinfo=UTC)
+    start = datetime.combine(date.fromisoformat(synced["startDate"]), time.min, tzinfo=UTC)
+    end = datetime.combine(date.fromisoformat(synced["endDate"]), time.max, tzinfo=UTC)
     bars = provider.bars(parsed.symbol, parsed.timeframe, start, end)
     first = datetime.combine(parsed.start_date, time.min, tzinfo=UTC)
     last = datetime.combine(parsed.end_date, time.max, tzinfo=UTC)

@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, date, datetime, time
+from datetime import date
 
 import pytest
 import pytest_asyncio
 
-from domain import backtest as engine_run
-from domain.backtest import BacktestConfig
-from integrations.market_data.synthetic import SyntheticProvider
 from tests.conftest import data, error, open_stack
+from tests.test_research import local_metrics as research_metrics
 
 PASSWORD = "Health1Password"
 # The front end's body: no strategyId, no prices; a symbol and two years of daily bars.
@@ -59,17 +57,10 @@ async def report(stack, headers, template: str, parameters: dict, **extra) -> di
 
 
 def local_metrics(stack, template: str, parameters: dict, start: str, end: str) -> dict:
-    """A backtest's metrics with these parameters over ``start..end``, computed here from the provider's bars
-    over the whole range the report synced (as tests/test_research.py does)."""
-    config = BacktestConfig.model_validate({"symbol": RANGE["symbol"], "startDate": start, "endDate": end})
-    provider = SyntheticProvider(seed=stack.settings.synthetic_seed)
-    first = datetime.combine(date.fromisoformat(RANGE["startDate"]), time.min, tzinfo=UTC)
-    last = datetime.combine(date.fromisoformat(RANGE["endDate"]), time.max, tzinfo=UTC)
-    bars = provider.bars(config.symbol, config.timeframe, first, last)
-    since = datetime.combine(config.start_date, time.min, tzinfo=UTC)
-    until = datetime.combine(config.end_date, time.max, tzinfo=UTC)
-    within = bars[(bars["timestamp"] >= since) & (bars["timestamp"] <= until)].reset_index(drop=True)
-    return engine_run.run(within, template, parameters, config)["metrics"]
+    """A backtest's metrics with these parameters over ``start..end``, from the bars of the range the report
+    synced."""
+    config = {"symbol": RANGE["symbol"], "startDate": start, "endDate": end}
+    return research_metrics(stack, template, parameters, config, synced=RANGE)
 
 
 def assert_complete(found: dict, template: str, parameters: dict) -> None:
