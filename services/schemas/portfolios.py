@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from pydantic import Field
 
@@ -217,38 +217,24 @@ class _TaskOut(Schema):
     error: JobError | None
     job: JobOut
 
+    @classmethod
+    def of(cls, job: Any) -> Self:
+        """The task of a job whose result, once it has one, is the ``result`` field's model."""
+        run = JobOut.of(job)
+        return cls(
+            task_id=run.task_id,
+            task_type=run.task_type,
+            status=run.status,
+            portfolio_id=job.payload["portfolioId"],
+            result=job.result or None,  # validated as the subclass's result model
+            error=run.error,
+            job=run,
+        )
+
 
 class EvaluationTaskOut(_TaskOut):
     result: EvaluationOut | None
 
-    @classmethod
-    def of(cls, job: Any) -> EvaluationTaskOut:
-        run = JobOut.of(job)
-        result = EvaluationOut.model_validate(job.result) if job.result else None
-        return cls(
-            task_id=run.task_id,
-            task_type=run.task_type,
-            status=run.status,
-            portfolio_id=job.payload["portfolioId"],
-            result=result,
-            error=run.error,
-            job=run,
-        )
-
 
 class RebalanceTaskOut(_TaskOut):
     result: RebalanceOut | None
-
-    @classmethod
-    def of(cls, job: Any) -> RebalanceTaskOut:
-        run = JobOut.of(job)
-        result = RebalanceOut.model_validate(job.result) if job.result else None
-        return cls(
-            task_id=run.task_id,
-            task_type=run.task_type,
-            status=run.status,
-            portfolio_id=job.payload["portfolioId"],
-            result=result,
-            error=run.error,
-            job=run,
-        )
