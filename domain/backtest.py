@@ -3,6 +3,7 @@ from bars, a template's signals, the engine and the metrics."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
@@ -285,6 +286,6 @@ def _iso_stamps(timestamps: np.ndarray) -> list[str]:
 
 def _finite(value: Any) -> Any:
     """JSON has no infinity or NaN: an undefined metric is null."""
-    if isinstance(value, float) and not np.isfinite(value):
+    if isinstance(value, float) and not math.isfinite(value):
         return None
     return value

@@ -15,6 +15,20 @@ import numpy as np
 TRADING_DAYS = 252
 
 
+# numpy's mean and std spend more time dispatching than summing a backtest's returns, and a sweep computes
+# them for every trial: these take the same steps (the same pairwise sums, deviations and squares), so their
+# results are numpy's bit for bit (tested), at a fraction of the cost.
+def _mean(values: np.ndarray) -> float:
+    """np.mean(values)."""
+    return float(values.sum() / len(values))
+
+
+def _std(values: np.ndarray) -> float:
+    """np.std(values, ddof=1)."""
+    deviations = values - values.sum() / len(values)
+    return math.sqrt(float((deviations * deviations).sum()) / (len(values) - 1))
+
+
 def returns_of(equity: Sequence[float] | np.ndarray) -> np.ndarray:
     """r_t = E_t / E_{t-1} - 1."""
     curve = np.asarray(equity, dtype=float)
@@ -23,7 +37,7 @@ def returns_of(equity: Sequence[float] | np.ndarray) -> np.ndarray:
 
 def total_return(returns: np.ndarray) -> float:
     """returnRate = prod(1 + r) - 1 = E_N / E_0 - 1."""
-    return float(np.prod(1.0 + returns) - 1.0)
+    return float((1.0 + returns).prod() - 1.0)
 
 
 def cagr(returns: np.ndarray, periods: int = TRADING_DAYS) -> float | None:
@@ -37,23 +51,24 @@ def annual_volatility(returns: np.ndarray, periods: int = TRADING_DAYS) -> float
     """std(r, ddof=1) * sqrt(A)."""
     if len(returns) < 2:
         return None
-    return float(np.std(returns, ddof=1) * math.sqrt(periods))
+    return _std(returns) * math.sqrt(periods)
 
 
 def sharpe_ratio(returns: np.ndarray, periods: int = TRADING_DAYS) -> float | None:
     """mean(r) / std(r, ddof=1) * sqrt(A); None for a flat series."""
     if len(returns) < 2:
         return None
-    deviation = np.std(returns, ddof=1)
-    return None if deviation == 0 else float(np.mean(returns) / deviation * math.sqrt(periods))
+    deviation = _std(returns)
+    return None if deviation == 0 else _mean(returns) / deviation * math.sqrt(periods)
 
 
 def sortino_ratio(returns: np.ndarray, periods: int = TRADING_DAYS) -> float | None:
     """mean(r) * A / (sqrt(mean(min(r, 0)^2)) * sqrt(A)), the mean in the root over all N returns."""
     if len(returns) == 0:
         return None
-    downside = math.sqrt(float(np.mean(np.minimum(returns, 0.0) ** 2)))
-    return None if downside == 0 else float(np.mean(returns) * periods / (downside * math.sqrt(periods)))
+    losses = np.minimum(returns, 0.0)
+    downside = math.sqrt(_mean(losses * losses))
+    return None if downside == 0 else _mean(returns) * periods / (downside * math.sqrt(periods))
 
 
 def max_drawdown(equity: Sequence[float] | np.ndarray) -> float:
@@ -61,7 +76,7 @@ def max_drawdown(equity: Sequence[float] | np.ndarray) -> float:
     curve = np.asarray(equity, dtype=float)
     if len(curve) == 0:
         return 0.0
-    return float(np.max(1.0 - curve / np.maximum.accumulate(curve)))
+    return float((1.0 - curve / np.maximum.accumulate(curve)).max())
 
 
 def calmar_ratio(returns: np.ndarray, drawdown: float, periods: int = TRADING_DAYS) -> float | None:
@@ -72,7 +87,7 @@ def calmar_ratio(returns: np.ndarray, drawdown: float, periods: int = TRADING_DA
 
 def win_rate(trade_pnl: np.ndarray) -> float | None:
     """Closed trades with net PnL > 0 over closed trades."""
-    return None if len(trade_pnl) == 0 else float(np.mean(trade_pnl > 0))
+    return None if len(trade_pnl) == 0 else _mean(trade_pnl > 0)
 
 
 def profit_factor(trade_pnl: np.ndarray) -> float | None:
@@ -83,25 +98,25 @@ def profit_factor(trade_pnl: np.ndarray) -> float | None:
 
 def expectancy(trade_pnl: np.ndarray) -> float | None:
     """Mean net PnL per closed trade, in currency."""
-    return None if len(trade_pnl) == 0 else float(np.mean(trade_pnl))
+    return None if len(trade_pnl) == 0 else _mean(trade_pnl)
 
 
 def sqn(trade_pnl: np.ndarray) -> float | None:
     """sqrt(n) * mean(PnL) / std(PnL, ddof=1)."""
     if len(trade_pnl) < 2:
         return None
-    deviation = np.std(trade_pnl, ddof=1)
-    return None if deviation == 0 else float(math.sqrt(len(trade_pnl)) * np.mean(trade_pnl) / deviation)
+    deviation = _std(trade_pnl)
+    return None if deviation == 0 else math.sqrt(len(trade_pnl)) * _mean(trade_pnl) / deviation
 
 
 def exposure(in_position: np.ndarray) -> float | None:
     """Fraction of bars with an open position."""
-    return None if len(in_position) == 0 else float(np.mean(in_position))
+    return None if len(in_position) == 0 else _mean(in_position)
 
 
 def summary(
     equity: Sequence[float] | np.ndarray,
-    trade_pnl: Sequence[float],
+    trade_pnl: Sequence[float] | np.ndarray,
     in_position: Sequence[bool] | np.ndarray,
     periods: int,
 ) -> dict[str, float | int | None]:

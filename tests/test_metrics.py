@@ -48,3 +48,12 @@ def test_undefined_metrics_are_none():
     assert metrics.win_rate(empty) is None and metrics.profit_factor(np.array([5.0])) is None
     assert metrics.max_drawdown([100.0, 110.0, 120.0]) == 0.0
     assert metrics.cagr(empty) is None
+
+
+@pytest.mark.parametrize("length", [2, 7, 9, 130, 1_259, 10_007])
+def test_mean_and_std_are_numpys_bit_for_bit(length):
+    rng = np.random.default_rng(length)
+    for values in (rng.normal(0.0005, 0.02, length), rng.normal(0, 1, length) * 1e6, rng.random(length) > 0.5):
+        assert metrics._mean(values) == np.mean(values)
+        if values.dtype != bool:
+            assert metrics._std(values) == np.std(values, ddof=1)
