@@ -165,9 +165,7 @@ def buy_and_hold(bars: BarArrays, config: BacktestConfig) -> dict[str, Any]:
     entries[0] = True  # decided at the first bar, filled at the second's open, as every signal is
     outcome = backtests.engine.run(bars.open, bars.close, entries, np.zeros(len(bars), dtype=bool), config.execution())
     assert config.periods_per_year is not None  # resolved by the validator
-    found = measures.summary(
-        outcome.equity, [t.pnl for t in outcome.trades], outcome.position > 0, config.periods_per_year
-    )
+    found = measures.summary(outcome.equity, outcome.trade_pnl, outcome.position > 0, config.periods_per_year)
     return {key: None if isinstance(v, float) and not np.isfinite(v) else v for key, v in found.items()}
 
 

@@ -224,7 +224,7 @@ def evaluate(bars: BarArrays, template: str, parameters: dict[str, Any], config:
     equity = outcome.equity
     # The validator resolved the periods per year.
     assert config.periods_per_year is not None
-    summary = metrics.summary(equity, [t.pnl for t in outcome.trades], outcome.position > 0, config.periods_per_year)
+    summary = metrics.summary(equity, outcome.trade_pnl, outcome.position > 0, config.periods_per_year)
     summary.update(finalEquity=float(equity[-1]), initialCapital=config.initial_capital, barCount=len(bars))
     return Evaluation(rule, outcome, {key: _finite(value) for key, value in summary.items()})
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from itertools import repeat
 
 import numpy as np
@@ -49,13 +50,6 @@ class Trade:
     exit_reason: str  # "signal" or "force_close"
 
 
-@dataclass(frozen=True)
-class EngineResult:
-    equity: np.ndarray  # E_0 = initial capital, then one value per bar at its close
-    position: np.ndarray  # units held at each bar's close
-    trades: list[Trade] = field(default_factory=list)
-
-
 def target_positions(entries: np.ndarray, exits: np.ndarray) -> np.ndarray:
     """1 from an entry signal until the next exit signal, else 0 (an exit wins over an entry on one bar)."""
     state = np.full(len(entries), np.nan)
@@ -80,6 +74,19 @@ class _Fills:
     cash_after: np.ndarray
 
 
+@dataclass(frozen=True)
+class EngineResult:
+    equity: np.ndarray  # E_0 = initial capital, then one value per bar at its close
+    position: np.ndarray  # units held at each bar's close
+    trade_pnl: np.ndarray  # each round trip's PnL, net of both commissions, in order
+    fills: _Fills
+
+    @cached_property
+    def trades(self) -> list[Trade]:
+        """The round trips as objects, built when first read: a research trial reads only their PnL."""
+        return _trades(self.fills, self.trade_pnl, len(self.position))
+
+
 def run(
     open_: np.ndarray, close: np.ndarray, entries: np.ndarray, exits: np.ndarray, config: ExecutionConfig
 ) -> EngineResult:
@@ -91,7 +98,9 @@ def run(
     starts, ends = _holdings(entries, exits, n)
     fills = _fills(open_, close, starts, ends, config)
     equity, position = _per_bar(close, fills, config)
-    return EngineResult(equity=equity, position=position, trades=_trades(fills, config, n))
+    c = config.commission_rate
+    pnl = fills.units * fills.sell * (1 - c) - fills.units * fills.buy * (1 + c)
+    return EngineResult(equity, position, pnl, fills)
 
 
 def _holdings(entries: np.ndarray, exits: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -119,8 +128,11 @@ def _fills(open_: np.ndarray, close: np.ndarray, starts: np.ndarray, ends: np.nd
     sell = np.where(forced, close[n - 1] if n else np.nan, open_[np.minimum(ends, n - 1)] * (1 - slip))
     size = _fractional_sizes if config.fractional else _whole_unit_sizes
     units, cash_before, cash_after = size(buy, sell, config)
+    columns = (starts, ends, buy, sell, units, cash_before, cash_after)
     bought = ~(units <= 0)
-    return _Fills(*(column[bought] for column in (starts, ends, buy, sell, units, cash_before, cash_after)))
+    if bought.all():
+        return _Fills(*columns)
+    return _Fills(*(column[bought] for column in columns))
 
 
 def _fractional_sizes(buy: np.ndarray, sell: np.ndarray, config: ExecutionConfig):
@@ -181,9 +193,7 @@ def _per_bar(close: np.ndarray, fills: _Fills, config: ExecutionConfig) -> tuple
     return equity, position
 
 
-def _trades(fills: _Fills, config: ExecutionConfig, n: int) -> list[Trade]:
-    c = config.commission_rate
-    pnl = fills.units * fills.sell * (1 - c) - fills.units * fills.buy * (1 + c)
+def _trades(fills: _Fills, pnl: np.ndarray, n: int) -> list[Trade]:
     forced = fills.ends >= n
     exit_bars = np.where(forced, n - 1, fills.ends)
     reasons = ["signal"] * len(pnl)
