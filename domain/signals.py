@@ -18,13 +18,19 @@ An exit and an entry on the same bar leave the position flat.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from domain import indicators
+
+T = TypeVar("T")
+# Indicators computed within an ``indicators_shared`` block: (indicator, prices' id, parameters) → (prices, value).
+_shared: ContextVar[dict[tuple, tuple[np.ndarray, Any]] | None] = ContextVar("shared_indicators", default=None)
 
 
 @dataclass(frozen=True)
@@ -42,28 +48,43 @@ class Rule:
     warmup: Callable[[dict[str, Any]], int]  # bars before the first signal can fire
 
 
-def _previous(values: np.ndarray) -> np.ndarray:
-    shifted = np.empty_like(values)
-    shifted[0] = np.nan
-    shifted[1:] = values[:-1]
-    return shifted
+@contextmanager
+def indicators_shared() -> Iterator[None]:
+    """Within the block, an indicator asked again of the same prices and parameters is the one computed first
+    (indicators are read-only arrays): a sweep's trials run on the same bars and share many of theirs."""
+    token = _shared.set({})
+    try:
+        yield
+    finally:
+        _shared.reset(token)
 
 
-def crossed_above(fast: np.ndarray, slow: np.ndarray) -> np.ndarray:
-    """fast > slow at t after fast <= slow at t-1, both defined at both bars."""
-    return (fast > slow) & (_previous(fast) <= _previous(slow))
+def _indicator(compute: Callable[..., T], close: np.ndarray, *parameters: Any) -> T:
+    kept = _shared.get()
+    if kept is None:
+        return compute(close, *parameters)
+    key = (compute.__name__, id(close), *parameters)
+    found = kept.get(key)
+    if found is None or found[0] is not close:  # the entry holds its prices, so their id is not reused
+        found = kept[key] = (close, compute(close, *parameters))
+    return found[1]
 
 
-def crossed_below(fast: np.ndarray, slow: np.ndarray) -> np.ndarray:
-    """fast <= slow at t after fast > slow at t-1, both defined at both bars."""
-    return (fast <= slow) & (_previous(fast) > _previous(slow))
+def crosses(fast: np.ndarray, slow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(above, below): fast > slow at t after fast <= slow at t-1; fast <= slow at t after fast > slow at t-1;
+    both defined at both bars (a comparison with NaN is false)."""
+    over, under = fast > slow, fast <= slow
+    was_over, was_under = np.zeros_like(over), np.zeros_like(under)
+    was_over[1:], was_under[1:] = over[:-1], under[:-1]
+    return over & was_under, under & was_over
 
 
 def _moving_average(close: np.ndarray, p: dict[str, Any]) -> Signals:
-    fast, slow = indicators.sma(close, p["shortWindow"]), indicators.sma(close, p["longWindow"])
+    fast, slow = _indicator(indicators.sma, close, p["shortWindow"]), _indicator(indicators.sma, close, p["longWindow"])
+    above, below = crosses(fast, slow)
     return Signals(
-        crossed_above(fast, slow),
-        crossed_below(fast, slow),
+        above,
+        below,
         "moving_average_bullish_cross",
         "moving_average_bearish_cross",
         "sma",
@@ -71,7 +92,7 @@ def _moving_average(close: np.ndarray, p: dict[str, Any]) -> Signals:
 
 
 def _bollinger_bands(close: np.ndarray, p: dict[str, Any]) -> Signals:
-    bands = indicators.bollinger(close, p["period"], p["stdDev"])
+    bands = _indicator(indicators.bollinger, close, p["period"], p["stdDev"])
     return Signals(
         close < bands.lower,
         close >= bands.middle,
@@ -82,23 +103,21 @@ def _bollinger_bands(close: np.ndarray, p: dict[str, Any]) -> Signals:
 
 
 def _rsi(close: np.ndarray, p: dict[str, Any]) -> Signals:
-    strength = indicators.rsi(close, p["period"])
+    strength = _indicator(indicators.rsi, close, p["period"])
     level = np.full_like(strength, float(p["oversold"]))
-    return Signals(
-        crossed_above(strength, level), strength >= p["overbought"], "rsi_oversold_reversal", "rsi_overbought", "rsi"
-    )
+    above, _ = crosses(strength, level)
+    return Signals(above, strength >= p["overbought"], "rsi_oversold_reversal", "rsi_overbought", "rsi")
 
 
 def _macd(close: np.ndarray, p: dict[str, Any]) -> Signals:
-    line, signal, _ = indicators.macd(close, p["fast"], p["slow"], p["signal"])
-    return Signals(
-        crossed_above(line, signal), crossed_below(line, signal), "macd_bullish_cross", "macd_bearish_cross", "macd"
-    )
+    line, signal, _ = _indicator(indicators.macd, close, p["fast"], p["slow"], p["signal"])
+    above, below = crosses(line, signal)
+    return Signals(above, below, "macd_bullish_cross", "macd_bearish_cross", "macd")
 
 
 def z_score(close: np.ndarray, window: int) -> np.ndarray:
     """(close - SMA) / population SD over the window; NaN in the warm-up and where the window is flat."""
-    bands = indicators.bollinger(close, window, 1.0)
+    bands = _indicator(indicators.bollinger, close, window, 1.0)
     deviation = bands.upper - bands.middle
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(deviation > 0, (close - bands.middle) / deviation, np.nan)

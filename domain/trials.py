@@ -21,7 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from domain import backtest as backtests
 from domain import metrics as measures
-from domain import overfitting
+from domain import overfitting, signals
 from domain.backtest import BacktestConfig, BarArrays, InsufficientData
 from domain.research import BAYESIAN, CMAES, Dimension, SearchSpace, violations
 
@@ -76,7 +76,8 @@ class TrialOutcome:
 def evaluate_batch(batch: TrialBatch) -> list[TrialOutcome]:
     """Each trial's backtest over the train period (its score, constraints and the block statistics of its
     returns) and, when the window has one, over the test period (shown, never given to the sampler)."""
-    return [_evaluated(batch, number, parameters) for number, parameters in batch.trials]
+    with signals.indicators_shared():
+        return [_evaluated(batch, number, parameters) for number, parameters in batch.trials]
 
 
 def _evaluated(batch: TrialBatch, number: int, parameters: dict[str, Any]) -> TrialOutcome:

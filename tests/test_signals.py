@@ -19,8 +19,24 @@ def walk(n: int, seed: int) -> np.ndarray:
 def test_crossings_need_both_bars_defined():
     fast = np.array([np.nan, 1.0, 3.0, 3.0, 1.0, 2.0])
     slow = np.array([2.0, 2.0, 2.0, 3.0, 2.0, 2.0])
-    assert signals.crossed_above(fast, slow).tolist() == [False, False, True, False, False, False]
-    assert signals.crossed_below(fast, slow).tolist() == [False, False, False, True, False, False]
+    above, below = signals.crosses(fast, slow)
+    assert above.tolist() == [False, False, True, False, False, False]
+    assert below.tolist() == [False, False, False, True, False, False]
+
+
+@pytest.mark.parametrize("template", sorted(TEMPLATES))
+def test_shared_indicators_give_the_same_signals(template):
+    close = walk(300, 5)
+    parameters = validate_parameters(template, {})
+    alone = signals.signals(template, close, parameters)
+    with signals.indicators_shared():
+        first = signals.signals(template, close, parameters)
+        again = signals.signals(template, close, parameters)
+        other = signals.signals(template, close * 1.5, parameters)  # other prices: computed, not reused
+    for rule in (first, again):
+        assert (rule.entries == alone.entries).all() and (rule.exits == alone.exits).all()
+    scaled = signals.signals(template, close * 1.5, parameters)
+    assert (other.entries == scaled.entries).all() and (other.exits == scaled.exits).all()
 
 
 def test_moving_average_rule_by_hand():
