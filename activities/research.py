@@ -22,6 +22,7 @@ from typing import Any, TypeVar, cast
 
 from sqlalchemy import Table, case, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -56,12 +57,15 @@ from workflows.sweep_steps import (
     SegmentInput,
     SegmentOutcome,
     SweepPlan,
+    budget_spent,
+    ending,
 )
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
-# Trials per task sent to the process pool: small enough that a cancel or a heartbeat waits little for one.
-CHUNK = 25
+# Trials per task sent to the process pool: few enough that a cancel or a heartbeat waits little for one (a
+# trial takes well under a millisecond), many enough that they share their indicators (see signals).
+CHUNK = 100
 # Sweeps' windows a worker keeps read (see _sweep).
 KEPT_SWEEPS = 32
 # A pooled call that has not ended after this long heartbeats.
@@ -159,7 +163,7 @@ class ResearchActivities(ResearchSteps):
         number, batch_number = len(history), segment.batch + -(-evaluated // SAMPLER_BATCH)
         exhausted = evaluated % SAMPLER_BATCH != 0 and number < segment.planned  # a short batch ended the space
         started = time.monotonic()
-        recording: asyncio.Task[bool] | None = None
+        recording: asyncio.Task[JobOutcome | None] | None = None
         try:
             while number < segment.planned and not exhausted:
                 batch = BatchInput(
@@ -177,7 +181,8 @@ class ResearchActivities(ResearchSteps):
                 evaluated, number, batch_number = evaluated + len(outcomes), number + batch.count, batch_number + 1
                 exhausted = len(proposals) < batch.count
                 activity.heartbeat(f"{number} of {segment.planned} trials")
-                if _spent(segment, best) or time.monotonic() - started >= SEGMENT_SECONDS:
+                spent = budget_spent(segment.plan, best and best[0], time.time() - segment.started_at)
+                if spent or time.monotonic() - started >= SEGMENT_SECONDS:
                     break
             if recording is not None:
                 await recording
@@ -202,14 +207,23 @@ class ResearchActivities(ResearchSteps):
         proposals = self._planned_points(sweep, batch)
         outcomes = await self._evaluated(sweep, [(number, p.parameters) for number, p in proposals])
         points = {number: proposal for number, proposal in proposals}
-        if not await self._record(batch, sweep.plan, outcomes, points):
+        found = research_result.best_of(outcomes, sweep.plan.maximize)
+        score, number = (found.score, found.number) if found else (None, None)
+        exhausted = len(proposals) < batch.count
+        ending_sweep = None
+        if batch.ends_sweep is not None:
+            end = batch.ends_sweep
+            best = score if score is not None and sweep.plan.objective().better(score, end.best) else end.best
+            elapsed = time.time() - end.started_at
+            reason = ending(end.plan, exhausted=exhausted, best=best, elapsed_seconds=elapsed)
+            ending_sweep = FinishSweep(batch.job_id, reason, round(elapsed * 1000))
+        ended = await self._record(batch, sweep.plan, outcomes, points, ending_sweep)
+        if ended is None:
             recorded = await self._recorded(batch, sweep.plan)  # by an attempt that ran at the same time
             if recorded is None:  # no such batch: the sweep's job was deleted
                 raise activity_error("RESEARCH_NOT_FOUND", "the sweep was deleted", retryable=False)
             return recorded
-        best = research_result.best_of(outcomes, sweep.plan.maximize)
-        exhausted = len(proposals) < batch.count
-        return BatchOutcome(len(outcomes), best.score if best else None, best.number if best else None, exhausted)
+        return BatchOutcome(len(outcomes), score, number, exhausted, ended if ending_sweep else None)
 
     async def _asked_and_evaluated(
         self, sweep: _Sweep, batch: BatchInput, history: list[trials.Recorded]
@@ -257,23 +271,31 @@ class ResearchActivities(ResearchSteps):
         in order, or a random sweep's (each drawn from its own number)."""
         plan, space = sweep.plan, sweep.space
         numbers = range(batch.first, batch.first + batch.count)
-        if plan.points is not None:
-            listed = plan.points[batch.first : batch.first + batch.count]
-            return [(n, _planned(space, p)) for n, p in zip(numbers, listed, strict=False)]
-        if plan.method == GRID:
-            points = islice(space.grid(), batch.first, batch.first + batch.count)
-            return [(n, _planned(space, p)) for n, p in zip(numbers, points, strict=False)]
+        listed = plan.points if plan.points is not None else sweep.grid
+        if listed is not None:
+            chosen = listed[batch.first : batch.first + batch.count]
+            return [(n, _planned(space, p)) for n, p in zip(numbers, chosen, strict=False)]
         seed = trials.batch_seed(plan.seed, batch.window)
         drawn = ((n, trials.random_point(space, seed, n)) for n in numbers)
         return [(n, _planned(space, p)) for n, p in drawn if p is not None]
 
     async def _record(
-        self, batch: BatchInput, plan: Plan, outcomes: list[trials.TrialOutcome], points: dict[int, trials.Proposal]
-    ) -> bool:
-        """The batch's trials, the sweep's progress and the job's, in one transaction; False when an attempt
-        recorded the batch first."""
+        self,
+        batch: BatchInput,
+        plan: Plan,
+        outcomes: list[trials.TrialOutcome],
+        points: dict[int, trials.Proposal],
+        ending: FinishSweep | None = None,
+    ) -> JobOutcome | None:
+        """The batch's trials, the sweep's progress and the job's, in one transaction; with ``ending``, the
+        sweep's result too (built from the rows recorded before and these) and the job's outcome. None when an
+        attempt recorded the batch first; else the job's outcome (running, unless the batch ended it)."""
         rows = [_row(batch, outcome, points[outcome.number]) for outcome in outcomes]
         best = research_result.best_of(outcomes, plan.maximize)
+        body = None
+        if ending is not None:
+            earlier = await self._trial_rows(batch.job_id, before=(batch.window, batch.first))
+            body = await self._result(plan, earlier + rows, ending)
         try:
             async with self._db.session() as session:
                 connection = await session.connection()
@@ -285,9 +307,13 @@ class ResearchActivities(ResearchSteps):
                     .where(_JOBS.c.id == batch.job_id, _JOBS.c.status == job_states.RUNNING)
                     .values(progress=_done_fraction(batch.job_id).scalar_subquery(), updated_at=utcnow())
                 )
+                if ending is None or body is None:
+                    return JobOutcome(job_states.RUNNING)
+                outcome, waiting = await _stored(session, ending, body)
         except IntegrityError:
-            return False
-        return True
+            return None
+        await self._jobs.hand_over(waiting)
+        return outcome
 
     async def _recorded(self, batch: BatchInput, plan: Plan) -> BatchOutcome | None:
         async with self._db.reading() as session:
@@ -335,28 +361,28 @@ class ResearchActivities(ResearchSteps):
 
     @activity.defn(name="research_finish")
     async def finish(self, finish: FinishSweep) -> JobOutcome:
+        return await self._ended(finish)
+
+    async def _ended(self, finish: FinishSweep) -> JobOutcome:
+        """The result built from the recorded trials and stored with the job's outcome."""
         plan = await self._plan(finish.job_id)
-        rows = await self._trial_rows(finish.job_id)
-        windows = []
-        for index in range(len(plan.windows)):
-            in_window = [row for row in rows if row["window"] == index]
-            windows.append(await self._window_figures(plan, index, in_window))
-        result = research_result.body(plan, rows, windows, finish.stop_reason, finish.used_duration_ms)
-        body = {"optimizationResult": result}
+        body = await self._result(plan, await self._trial_rows(finish.job_id), finish)
         async with self._db.session() as session:
-            if finish.cancelled:
-                job = await locked_job(session, finish.job_id)
-                waiting = await record_outcome(session, job, CANCELLED_ON_REQUEST, body, [])
-                outcome = CANCELLED_ON_REQUEST
-            else:
-                line = research_result.summary_line(result)
-                ran, waiting = await record_success(session, finish.job_id, body, [line])
-                outcome = JobOutcome(job_states.SUCCEEDED)
-                if ran is None:  # cancelled meanwhile, or deleted
-                    job = await locked_job(session, finish.job_id)
-                    outcome = JobOutcome(job.status, job.error_code, job.error_message) if job else CANCELLED_ON_REQUEST
+            outcome, waiting = await _stored(session, finish, body)
         await self._jobs.hand_over(waiting)
         return outcome
+
+    async def _result(self, plan: Plan, rows: list[dict[str, Any]], finish: FinishSweep) -> dict[str, Any]:
+        """The job's result: the sweep's ``v3`` body from its trials' rows (every window's, in order)."""
+        windows = await asyncio.gather(
+            *(
+                self._window_figures(finish.job_id, plan, index, [row for row in rows if row["window"] == index])
+                for index in range(len(plan.windows))
+            )
+        )
+        return {
+            "optimizationResult": research_result.body(plan, rows, windows, finish.stop_reason, finish.used_duration_ms)
+        }
 
     @activity.defn(name="research_mirror")
     async def mirror(self, job_id: str) -> int:
@@ -367,19 +393,28 @@ class ResearchActivities(ResearchSteps):
         return written
 
     async def _window_figures(
-        self, plan: Plan, index: int, rows: list[dict[str, Any]]
+        self, job_id: str, plan: Plan, index: int, rows: list[dict[str, Any]]
     ) -> research_result.WindowFigures:
         """A window's best trial and what is computed after its sweep: the best's returns (for the deflated
         Sharpe ratio and the stitched out-of-sample equity), the importances and the overfitting figures."""
-        train, test = await self._periods(plan, index)
-        request = research_result.WindowRequest(plan, index, rows, train, test)
+        sweep = await self._sweep(job_id, index)  # the window's bars, as its trials read them
+        request = research_result.WindowRequest(plan, index, rows, sweep.train, sweep.test)
         importances, pbo, runs = await self._pooled_all(research_result.window_tasks(request))
         return research_result.window_figures(index, importances, pbo, runs)
 
-    async def _trial_rows(self, job_id: str, window: int | None = None) -> list[dict[str, Any]]:
+    async def _trial_rows(
+        self, job_id: str, window: int | None = None, before: tuple[int, int] | None = None
+    ) -> list[dict[str, Any]]:
+        """The sweep's recorded trials in order: all, a window's, or those before (window, number)."""
+        if before == (0, 0):
+            return []
         query = select(_TRIALS).where(_TRIALS.c.job_id == job_id).order_by(_TRIALS.c.window, _TRIALS.c.number)
         if window is not None:
             query = query.where(_TRIALS.c.window == window)
+        if before is not None:
+            query = query.where(
+                (_TRIALS.c.window < before[0]) | ((_TRIALS.c.window == before[0]) & (_TRIALS.c.number < before[1]))
+            )
         async with self._db.reading() as session:
             return [dict(row._mapping) for row in await session.execute(query)]
 
@@ -422,7 +457,10 @@ class ResearchActivities(ResearchSteps):
     async def _read_sweep(self, job_id: str, window: int) -> _Sweep:
         plan = await self._plan(job_id)
         train, test = await self._periods(plan, window)
-        return _Sweep(plan, plan.search_space(), train, test)
+        space = plan.search_space()
+        # A grid's planned points, listed once: its batches then slice the list, not walk the grid.
+        grid = list(islice(space.grid(), plan.planned(window))) if plan.method == GRID and plan.points is None else None
+        return _Sweep(plan, space, train, test, grid)
 
     async def _plan(self, job_id: str) -> Plan:
         async with self._db.reading() as session:
@@ -475,14 +513,21 @@ class _Sweep:
     space: SearchSpace
     train: trials.Period
     test: trials.Period | None
+    grid: list[dict[str, Any]] | None  # a grid's planned points, in order
 
 
-def _spent(segment: SegmentInput, best: tuple[float, int | None] | None) -> bool:
-    """Whether the budget ends the sweep: its time is up, or its best reached the early-stop score."""
-    if time.time() - segment.started_at >= segment.max_duration_seconds:
-        return True
-    target = segment.early_stop_score
-    return target is not None and best is not None and (best[0] >= target if segment.maximize else best[0] <= target)
+async def _stored(session: AsyncSession, finish: FinishSweep, body: dict[str, Any]) -> tuple[JobOutcome, list[str]]:
+    """The job's outcome with the sweep's result, in the caller's transaction: succeeded (or cancelled, when
+    the sweep was), unless it no longer runs; and the waiting jobs to wake."""
+    if finish.cancelled:
+        job = await locked_job(session, finish.job_id)
+        return CANCELLED_ON_REQUEST, await record_outcome(session, job, CANCELLED_ON_REQUEST, body, [])
+    line = research_result.summary_line(body["optimizationResult"])
+    ran, waiting = await record_success(session, finish.job_id, body, [line])
+    if ran is not None:
+        return JobOutcome(job_states.SUCCEEDED), waiting
+    job = await locked_job(session, finish.job_id)  # cancelled meanwhile, or deleted
+    return (JobOutcome(job.status, job.error_code, job.error_message) if job else CANCELLED_ON_REQUEST), waiting
 
 
 def _recorded(outcome: trials.TrialOutcome, proposal: trials.Proposal) -> trials.Recorded:

@@ -5,7 +5,8 @@ It claims the user's slot and prepares the bars in one activity, then hands tria
 a few batches in parallel, when the points are known in advance (grid, random); one batch after the other when
 a sampler asks them from the recorded trials (TPE, CMA-ES). Each batch is an activity that records its trials;
 the workflow keeps only counts and the best score, checks the budget between batches and continues as new
-after ``BATCHES_PER_RUN`` batches. A last activity builds the result. A cancel stops the batches in flight
+after ``BATCHES_PER_RUN`` batches. A last activity builds the result, unless the batch that ends the sweep
+alone built it. A cancel stops the batches in flight
 (their activities heartbeat per chunk of trials), keeps the recorded trials and ends the job ``cancelled``
 with the result of what ran.
 """
@@ -35,6 +36,8 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.sweep_steps import (
         BATCHES_PER_RUN,
+        CANCELLED,
+        EXHAUSTED,
         PLANNED_BATCH,
         PLANNED_PARALLEL,
         BatchInput,
@@ -43,18 +46,13 @@ with workflow.unsafe.imports_passed_through():
         ResearchSteps,
         SegmentInput,
         SegmentOutcome,
+        SweepEnd,
         SweepInput,
         SweepState,
+        budget_spent,
+        ran_out,
     )
 
-# Stop reasons, as the reference names them.
-EXHAUSTED, MAX_TRIALS, MAX_DURATION, EARLY_STOP = (
-    "parameter_space_exhausted",
-    "max_trials_reached",
-    "max_duration_reached",
-    "early_stop_score_reached",
-)
-CANCELLED = "cancelled"
 # Writing a sweep to optuna's storage: an export, tried a few times, never the job's outcome.
 MIRROR_TIMEOUT = timedelta(minutes=5)
 MIRROR_RETRY = RetryPolicy(maximum_attempts=3)
@@ -133,16 +131,7 @@ class ResearchWorkflow(SlotHolder):
                 runs += 1
                 self._check_budget(state)
                 continue
-            inputs = []
-            # Batches of equal size, so that those running at once end together.
-            size = min(PLANNED_BATCH, -(-planned // PLANNED_PARALLEL))
-            for _ in range(PLANNED_PARALLEL):
-                if state.next_number >= planned:
-                    break
-                count = min(size, planned - state.next_number)
-                inputs.append(BatchInput(params.job_id, state.window, state.batch, state.next_number, count))
-                state.next_number += count
-                state.batch += 1
+            inputs = self._round(params, state, planned)
             outcomes = await asyncio.gather(
                 *(workflow.execute_activity_method(ResearchSteps.run_batch, i, **options) for i in inputs)
             )
@@ -152,18 +141,28 @@ class ResearchWorkflow(SlotHolder):
             self._check_budget(state)
         return None
 
+    @staticmethod
+    def _round(params: SweepInput, state: SweepState, planned: int) -> list[BatchInput]:
+        """The next batches of points known in advance, of equal size (so that those running at once end
+        together); a batch that ends the sweep alone is told so."""
+        left = planned - state.next_number
+        size = -(-left // -(-left // PLANNED_BATCH))
+        inputs = []
+        for _ in range(PLANNED_PARALLEL):
+            if state.next_number >= planned:
+                break
+            count = min(size, planned - state.next_number)
+            inputs.append(BatchInput(params.job_id, state.window, state.batch, state.next_number, count))
+            state.next_number += count
+            state.batch += 1
+        if len(inputs) == 1 and state.next_number >= planned and state.window == state.plan.windows - 1:
+            inputs[0].ends_sweep = SweepEnd(state.plan, state.started_at, state.best[state.window])
+        return inputs
+
     async def _segment(self, params: SweepInput, state: SweepState, planned: int, options: dict) -> None:
         """A sampler's batches, from where the window stands, in one activity."""
         segment = SegmentInput(
-            params.job_id,
-            state.window,
-            state.batch,
-            state.next_number,
-            planned,
-            state.started_at,
-            state.plan.max_duration_seconds,
-            state.plan.early_stop_score,
-            state.plan.maximize,
+            params.job_id, state.window, state.batch, state.next_number, planned, state.started_at, state.plan
         )
         outcome = await workflow.execute_activity_method(ResearchSteps.run_batches, segment, **options)
         state.next_number, state.batch = outcome.next_number, outcome.next_batch
@@ -177,6 +176,8 @@ class ResearchWorkflow(SlotHolder):
             best is None or (outcome.best_score > best if state.plan.maximize else outcome.best_score < best)
         ):
             state.best[window] = outcome.best_score
+        if isinstance(outcome, BatchOutcome) and outcome.ended is not None:
+            state.ended = outcome.ended
         if outcome.exhausted:
             # No more feasible points in this window: the next window, or the end.
             state.next_number = state.plan.planned[window]
@@ -185,19 +186,18 @@ class ResearchWorkflow(SlotHolder):
 
     @staticmethod
     def _check_budget(state: SweepState) -> None:
-        if state.stop_reason is not None:
-            return
-        target, best = state.plan.early_stop_score, state.best[state.window]
-        if target is not None and best is not None and (best >= target if state.plan.maximize else best <= target):
-            state.stop_reason = EARLY_STOP
-        elif workflow.now().timestamp() - state.started_at >= state.plan.max_duration_seconds:
-            state.stop_reason = MAX_DURATION
+        if state.stop_reason is None:
+            elapsed = workflow.now().timestamp() - state.started_at
+            state.stop_reason = budget_spent(state.plan, state.best[state.window], elapsed)
 
     async def _finished(self, params: JobInput, state: SweepState, *, cancelled: bool) -> JobOutcome:
-        reason = CANCELLED if cancelled else state.stop_reason or (EXHAUSTED if state.plan.covers_space else MAX_TRIALS)
-        used_ms = round((workflow.now().timestamp() - state.started_at) * 1000)
-        finish = FinishSweep(params.job_id, reason, used_ms, cancelled)
-        outcome = await workflow.execute_activity_method(ResearchSteps.finish, finish, **task_options(params))
+        if state.ended is not None and not cancelled:
+            outcome = state.ended
+        else:
+            reason = CANCELLED if cancelled else state.stop_reason or ran_out(state.plan)
+            used_ms = round((workflow.now().timestamp() - state.started_at) * 1000)
+            finish = FinishSweep(params.job_id, reason, used_ms, cancelled)
+            outcome = await workflow.execute_activity_method(ResearchSteps.finish, finish, **task_options(params))
         try:
             await workflow.execute_activity_method(
                 ResearchSteps.mirror, params.job_id, start_to_close_timeout=MIRROR_TIMEOUT, retry_policy=MIRROR_RETRY

@@ -19,15 +19,26 @@ MIRROR_ACTIVITY = "research_mirror"
 # Trials a sequential sampler (TPE, CMA-ES) asks at once: fixed, since a batch's points depend on its size.
 # Sixteen asked together (the constant liar spreading them) cost TPE no more than sixteen asked one by one.
 SAMPLER_BATCH = 16
-# A sweep whose points are known in advance (grid, random) runs this many batches at once, each of at most
-# PLANNED_BATCH trials: spread over the workers of the task queue and their process pools.
+# A sweep whose points are known in advance (grid, random) runs in batches of at most PLANNED_BATCH trials,
+# up to PLANNED_PARALLEL at once: spread over the workers of the task queue and their process pools. A batch is
+# large enough that its round trip through Temporal costs little beside its trials (a process pool cuts it in
+# chunks), so a sweep of a few hundred trials is one batch.
 PLANNED_PARALLEL = 4
-PLANNED_BATCH = 250
+PLANNED_BATCH = 500
 # A sampler's batches run one after the other in one activity for about this long, the sampler's history kept
 # in the worker between them, so that a batch costs no round trip through Temporal.
 SEGMENT_SECONDS = 5.0
 # Activities a workflow run takes before it continues as new, keeping its history short.
 BATCHES_PER_RUN = 200
+
+# Stop reasons, as the reference names them.
+EXHAUSTED, MAX_TRIALS, MAX_DURATION, EARLY_STOP = (
+    "parameter_space_exhausted",
+    "max_trials_reached",
+    "max_duration_reached",
+    "early_stop_score_reached",
+)
+CANCELLED = "cancelled"
 
 
 @dataclass
@@ -43,10 +54,42 @@ class SweepPlan:
     maximize: bool
 
 
+def budget_spent(plan: SweepPlan, best: float | None, elapsed_seconds: float) -> str | None:
+    """What ends a sweep before its planned trials, if anything: its best reached the early-stop score, or its
+    time ran out. Deterministic, for the workflow, and the same for the activities that end a sweep."""
+    target = plan.early_stop_score
+    if target is not None and best is not None and (best >= target if plan.maximize else best <= target):
+        return EARLY_STOP
+    if elapsed_seconds >= plan.max_duration_seconds:
+        return MAX_DURATION
+    return None
+
+
+def ran_out(plan: SweepPlan) -> str:
+    """Why a sweep that ran every planned trial stopped: the space (a whole grid) or the trial budget."""
+    return EXHAUSTED if plan.covers_space else MAX_TRIALS
+
+
+def ending(plan: SweepPlan, *, exhausted: bool, best: float | None, elapsed_seconds: float) -> str:
+    """Why a sweep stops after its last batch, as the workflow tells it: no feasible point left, the budget, or
+    every planned trial run."""
+    return EXHAUSTED if exhausted else budget_spent(plan, best, elapsed_seconds) or ran_out(plan)
+
+
 @dataclass
 class Prepared:
     claim: Claim
     plan: SweepPlan | None = None
+
+
+@dataclass
+class SweepEnd:
+    """Given to a batch that ends the sweep alone (the last of its last window, with none beside it): once its
+    trials are recorded it builds the result, saving the sweep a round trip through Temporal."""
+
+    plan: SweepPlan
+    started_at: float  # the sweep's start, seconds since the epoch
+    best: float | None  # the window's best before the batch
 
 
 @dataclass
@@ -56,6 +99,7 @@ class BatchInput:
     batch: int
     first: int  # the batch's first trial number in its window
     count: int
+    ends_sweep: SweepEnd | None = None
 
 
 @dataclass
@@ -64,6 +108,7 @@ class BatchOutcome:
     best_score: float | None
     best_number: int | None
     exhausted: bool = False
+    ended: JobOutcome | None = None  # the job's outcome, when the batch ended the sweep
 
 
 @dataclass
@@ -76,9 +121,7 @@ class SegmentInput:
     first: int
     planned: int
     started_at: float  # the sweep's start, seconds since the epoch
-    max_duration_seconds: float
-    early_stop_score: float | None
-    maximize: bool
+    plan: SweepPlan  # its budget
 
 
 @dataclass
@@ -103,6 +146,7 @@ class SweepState:
     done: int = 0  # trials recorded in every window
     best: list[float | None] = field(default_factory=list)  # per window
     stop_reason: str | None = None
+    ended: JobOutcome | None = None  # set when the last batch built the result
 
 
 @dataclass
@@ -131,7 +175,8 @@ class ResearchSteps:
     @activity.defn(name=BATCH_ACTIVITY)
     async def run_batch(self, batch: BatchInput) -> BatchOutcome:
         """A batch's points (asked of the sampler, or known in advance), their backtests in the process pool,
-        and the batch's trials recorded in one transaction; a batch already recorded is not run again."""
+        and the batch's trials recorded in one transaction; a batch already recorded is not run again. A batch
+        that ends the sweep then builds the result, as ``finish`` does."""
         raise NotImplementedError
 
     @activity.defn(name=SEGMENT_ACTIVITY)
