@@ -313,27 +313,43 @@ def _combination_masks(blocks: int) -> np.ndarray:
 
 
 def _evaluate_combinations(stats: BlockStats) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per combination: n*'s IS Sharpe ratio, its OOS Sharpe ratio, its logit and whether it is overfit (λ <= 0)."""
+    """Per combination: n*'s IS Sharpe ratio, its OOS Sharpe ratio, its logit and whether it is overfit (λ <= 0).
+
+    In ``itertools.combinations`` order the combination C-1-c takes exactly the blocks that c leaves out, so
+    the Sharpe ratios of one half serve as the other half's out-of-sample ones: each is computed once.
+    """
     masks = _combination_masks(stats.blocks)
-    chunk = max(1, _CHUNK_CELLS // stats.trials)
-    parts = [_evaluate_chunk(stats, masks[start : start + chunk]) for start in range(0, len(masks), chunk)]
-    in_sample, out_of_sample, logits, overfit = (np.concatenate([part[i] for part in parts]) for i in range(4))
+    total = len(masks)  # C(S, S/2), even
+    figures = [np.empty(total) for _ in range(3)] + [np.empty(total, dtype=bool)]
+    chunk = max(1, _CHUNK_CELLS // (2 * stats.trials))
+    for start in range(0, total // 2, chunk):
+        stop = min(start + chunk, total // 2)
+        ahead, behind = slice(start, stop), slice(total - stop, total - start)  # behind: their complements
+        first, second = _half_sharpes(stats, masks[ahead]), _half_sharpes(stats, masks[behind])
+        for rows, in_sample, out_of_sample in ((ahead, first, second[::-1]), (behind, second, first[::-1])):
+            for figure, values in zip(figures, _winners(stats.trials, in_sample, out_of_sample), strict=True):
+                figure[rows] = values
+    in_sample, out_of_sample, logits, overfit = figures
     return in_sample, out_of_sample, logits, overfit
 
 
-def _evaluate_chunk(stats: BlockStats, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    counts = stats.counts.astype(float)
-    in_sample = _half_sharpe(masks @ counts, masks @ stats.sums, masks @ stats.squares)
-    rest = 1.0 - masks
-    out_of_sample = _half_sharpe(rest @ counts, rest @ stats.sums, rest @ stats.squares)
-    rows = np.arange(len(masks))
+def _half_sharpes(stats: BlockStats, masks: np.ndarray) -> np.ndarray:
+    """(C, N) Sharpe ratios of every trial over the blocks each mask row marks."""
+    return _half_sharpe(masks @ stats.counts.astype(float), masks @ stats.sums, masks @ stats.squares)
+
+
+def _winners(
+    trials: int, in_sample: np.ndarray, out_of_sample: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per combination (row): the IS winner n*'s IS and OOS Sharpe ratios, its logit and whether it is overfit."""
+    rows = np.arange(len(in_sample))
     best = np.argmax(in_sample, axis=1)
     chosen_oos = out_of_sample[rows, best]
     below = (out_of_sample < chosen_oos[:, np.newaxis]).sum(axis=1)
     level = (out_of_sample == chosen_oos[:, np.newaxis]).sum(axis=1)  # includes n* itself
     rank = below + (level + 1) / 2  # 1..N ascending, ties averaged
-    relative = rank / (stats.trials + 1)
-    return in_sample[rows, best], chosen_oos, np.log(relative / (1 - relative)), 2 * rank <= stats.trials + 1
+    relative = rank / (trials + 1)
+    return in_sample[rows, best], chosen_oos, np.log(relative / (1 - relative)), 2 * rank <= trials + 1
 
 
 def _half_sharpe(counts: np.ndarray, sums: np.ndarray, squares: np.ndarray) -> np.ndarray:

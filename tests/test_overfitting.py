@@ -286,3 +286,10 @@ def test_input_errors_of_the_pbo():
         overfitting.block_statistics(np.zeros(10), 2)  # not periods × trials
     with pytest.raises(ValueError):
         BlockStats.stack(np.array([5, 5]), [np.zeros(2)], [np.zeros(3)])
+
+
+@pytest.mark.parametrize("blocks", [2, 4, 8, 12, 16])
+def test_each_combination_is_the_complement_of_its_mirror(blocks):
+    # CSCV computes each half's Sharpe ratios once and reads the out-of-sample ones from the mirror row.
+    masks = overfitting._combination_masks(blocks)
+    assert np.array_equal(masks[::-1], 1.0 - masks)
