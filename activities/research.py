@@ -56,9 +56,11 @@ from workflows.sweep_steps import (
     ResearchSteps,
     SegmentInput,
     SegmentOutcome,
+    SweepEnd,
     SweepPlan,
     budget_spent,
     ending,
+    one_batch,
 )
 
 T = TypeVar("T")
@@ -108,13 +110,18 @@ class ResearchActivities(ResearchSteps):
         try:
             plan = await self._plan(claim.job_id)
             await self._prepared_bars(claim.job_id, plan)
+            planned = sweep_plan(plan)
+            ran = None
+            if one_batch(planned):
+                whole = BatchInput(claim.job_id, 0, 0, 0, planned.planned[0], SweepEnd(planned, time.time(), None))
+                ran = await self._one_batch(await self._sweep(claim.job_id, 0), whole)
         except ApplicationError as error:
             if not (error.non_retryable and error.type and error.type.isupper()):
                 raise
             outcome = JobOutcome("failed", error.type, error.message)
             await self._jobs.finish(FinishInput(claim.job_id, outcome))
             return Prepared(Claim(CLAIMED, outcome=outcome))
-        return Prepared(Claim(CLAIMED), sweep_plan(plan))
+        return Prepared(Claim(CLAIMED), planned, ran)
 
     async def _prepared_bars(self, job_id: str, plan: Plan) -> None:
         """Every bar of the sweep's range in the store, and enough of them in each window to trade."""
@@ -292,10 +299,11 @@ class ResearchActivities(ResearchSteps):
         attempt recorded the batch first; else the job's outcome (running, unless the batch ended it)."""
         rows = [_row(batch, outcome, points[outcome.number]) for outcome in outcomes]
         best = research_result.best_of(outcomes, plan.maximize)
-        body = None
+        result = None
         if ending is not None:
             earlier = await self._trial_rows(batch.job_id, before=(batch.window, batch.first))
-            body = await self._result(plan, earlier + rows, ending)
+            # Built in the process pool while the trials are written.
+            result = asyncio.ensure_future(self._result(plan, earlier + rows, ending))
         try:
             async with self._db.session() as session:
                 connection = await session.connection()
@@ -307,11 +315,14 @@ class ResearchActivities(ResearchSteps):
                     .where(_JOBS.c.id == batch.job_id, _JOBS.c.status == job_states.RUNNING)
                     .values(progress=_done_fraction(batch.job_id).scalar_subquery(), updated_at=utcnow())
                 )
-                if ending is None or body is None:
+                if ending is None or result is None:
                     return JobOutcome(job_states.RUNNING)
-                outcome, waiting = await _stored(session, ending, body)
+                outcome, waiting = await _stored(session, ending, await result)
         except IntegrityError:
             return None
+        finally:
+            if result is not None and not result.done():
+                result.cancel()
         await self._jobs.hand_over(waiting)
         return outcome
 

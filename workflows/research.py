@@ -113,7 +113,11 @@ class ResearchWorkflow(SlotHolder):
             return claimed.outcome
         assert prepared is not None and prepared.plan is not None  # claimed, so planned
         plan = prepared.plan
-        return SweepState(plan, workflow.now().timestamp(), best=[None] * plan.windows)
+        state = SweepState(plan, workflow.now().timestamp(), best=[None] * plan.windows)
+        if prepared.ran is not None:  # a sweep of one batch, run where it was prepared
+            state.next_number, state.batch = plan.planned[0], 1
+            self._count(state, 0, prepared.ran)
+        return state
 
     async def _sweep(self, params: SweepInput, state: SweepState, options: dict) -> int | None:
         """Batches until every window is done or the budget ends the sweep; the batches run, or None when the

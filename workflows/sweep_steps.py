@@ -54,6 +54,13 @@ class SweepPlan:
     maximize: bool
 
 
+def one_batch(plan: SweepPlan) -> bool:
+    """Whether the sweep is one batch: one window of points known in advance, no more than a batch holds. Such a
+    sweep runs in the activity that prepares it, as a backtest runs in the one that claims its slot, sparing
+    it a round trip through Temporal."""
+    return not plan.sequential and plan.windows == 1 and plan.planned[0] <= PLANNED_BATCH
+
+
 def budget_spent(plan: SweepPlan, best: float | None, elapsed_seconds: float) -> str | None:
     """What ends a sweep before its planned trials, if anything: its best reached the early-stop score, or its
     time ran out. Deterministic, for the workflow, and the same for the activities that end a sweep."""
@@ -80,6 +87,7 @@ def ending(plan: SweepPlan, *, exhausted: bool, best: float | None, elapsed_seco
 class Prepared:
     claim: Claim
     plan: SweepPlan | None = None
+    ran: BatchOutcome | None = None  # a sweep of one batch runs where it is prepared (see one_batch)
 
 
 @dataclass
@@ -169,7 +177,8 @@ class ResearchSteps:
     @activity.defn(name=PREPARE_ACTIVITY)
     async def claim_and_prepare(self, claim: ClaimInput) -> Prepared:
         """Claim the user's slot (queued → running) or report that the job waits; once claimed, bring the
-        sweep's bars into the store and check every window has enough, and answer the sweep's plan."""
+        sweep's bars into the store and check every window has enough, and answer the sweep's plan. A sweep of
+        one batch then runs here, to its result."""
         raise NotImplementedError
 
     @activity.defn(name=BATCH_ACTIVITY)
