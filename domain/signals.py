@@ -29,7 +29,8 @@ import numpy as np
 from domain import indicators
 
 T = TypeVar("T")
-# Indicators computed within an ``indicators_shared`` block: (indicator, prices' id, parameters) → (prices, value).
+# Indicators computed within an ``indicators_shared`` block: (indicator, prices' memory, parameters) → (prices,
+# value).
 _shared: ContextVar[dict[tuple, tuple[np.ndarray, Any]] | None] = ContextVar("shared_indicators", default=None)
 
 
@@ -63,9 +64,11 @@ def _indicator(compute: Callable[..., T], close: np.ndarray, *parameters: Any) -
     kept = _shared.get()
     if kept is None:
         return compute(close, *parameters)
-    key = (compute.__name__, id(close), *parameters)
+    # Keyed by the prices' memory, not the array object: bars sent to a process arrive with a dtype that makes
+    # every np.asarray of them a new view. The entry holds the prices, so their memory is not reused meanwhile.
+    key = (compute.__name__, close.__array_interface__["data"][0], close.shape, close.strides, *parameters)
     found = kept.get(key)
-    if found is None or found[0] is not close:  # the entry holds its prices, so their id is not reused
+    if found is None:
         found = kept[key] = (close, compute(close, *parameters))
     return found[1]
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -33,7 +35,8 @@ def test_shared_indicators_give_the_same_signals(template):
         first = signals.signals(template, close, parameters)
         again = signals.signals(template, close, parameters)
         other = signals.signals(template, close * 1.5, parameters)  # other prices: computed, not reused
-    for rule in (first, again):
+        sent = signals.signals(template, pickle.loads(pickle.dumps(close)), parameters)  # as a process gets them
+    for rule in (first, again, sent):
         assert (rule.entries == alone.entries).all() and (rule.exits == alone.exits).all()
     scaled = signals.signals(template, close * 1.5, parameters)
     assert (other.entries == scaled.entries).all() and (other.exits == scaled.exits).all()
@@ -103,3 +106,13 @@ def test_too_few_bars_are_refused():
     bars = pd.DataFrame({"timestamp": pd.date_range("2020-01-01", periods=30, tz="UTC"), "open": close, "close": close})
     with pytest.raises(backtest.InsufficientData, match="needs 52"):
         backtest.run(bars, "moving_average", {"shortWindow": 5, "longWindow": 50}, BacktestConfig(symbol="X"))
+
+
+def test_bars_received_by_a_process_share_their_indicators():
+    received = pickle.loads(pickle.dumps(walk(300, 6)))  # each np.asarray of these is a new view
+    parameters = {"shortWindow": 5, "longWindow": 20}
+    with signals.indicators_shared():
+        signals.signals("moving_average", received, parameters)
+        computed = dict(signals._shared.get() or {})
+        signals.signals("moving_average", received, {**parameters, "longWindow": 30})
+        assert len(computed) == 2 and len(signals._shared.get() or {}) == 3  # the short SMA reused
