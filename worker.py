@@ -78,7 +78,7 @@ BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 class ProcessPool(Executor):
     """The worker's processes for CPU-bound activity work (backtest engines, later research sweeps): threads
-    would share the GIL with the event loop that serves Temporal. Processes start on first use, forked from a
+    would share the GIL with the event loop that serves Temporal. Processes start with the pool, forked from a
     server that has imported the engine once; a pool broken by a process that died is replaced."""
 
     def __init__(self, processes: int) -> None:
@@ -96,7 +96,12 @@ class ProcessPool(Executor):
         context.set_forkserver_preload(
             ["domain.backtest", "domain.trials", "domain.research_result", "optuna.importance"]
         )
-        return ProcessPoolExecutor(self._processes, mp_context=context)
+        executor = ProcessPoolExecutor(self._processes, mp_context=context)
+        # Every process started now, by a no-op each, rather than as the first jobs arrive: those jobs then
+        # neither wait for them nor run on fewer.
+        for _ in range(self._processes):
+            executor.submit(int)
+        return executor
 
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
         try:
