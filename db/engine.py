@@ -56,7 +56,8 @@ def _begin(connection) -> None:
     connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
-def _json(value: Any) -> str:
+def json_text(value: Any) -> str:
+    """A JSON column's text, as the engine writes it."""
     # JSON columns hold whole results (a backtest's equity curve and trades): orjson writes them about ten
     # times faster than the standard library, which still writes what orjson refuses (integers beyond 64
     # bits in a user's free-form preferences).
@@ -68,7 +69,7 @@ def _json(value: Any) -> str:
 
 def create_engine(settings: Settings) -> AsyncEngine:
     url = settings.db_url
-    json_options: dict[str, Any] = {"json_serializer": _json, "json_deserializer": orjson.loads}
+    json_options: dict[str, Any] = {"json_serializer": json_text, "json_deserializer": orjson.loads}
     if url.startswith("sqlite"):
         _ensure_sqlite_dir(url)
         # SQLAlchemy's aiosqlite dialect over connections that make one trip to their thread per statement,
