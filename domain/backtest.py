@@ -216,17 +216,48 @@ class Evaluation:
 def evaluate(bars: BarArrays, template: str, parameters: dict[str, Any], config: BacktestConfig) -> Evaluation:
     """The engine and the metrics of a backtest: what a result body is built from, and all that a research
     trial needs (so that a trial's score is its backtest's metric, computed by the same code)."""
-    needed = minimum_bars(template, parameters)
-    if len(bars) < needed:
-        raise InsufficientData(f"{len(bars)} bars in range; {template} with these parameters needs {needed}")
-    rule = signals.signals(template, bars.close, parameters)
-    outcome = engine.run(bars.open, bars.close, rule.entries, rule.exits, config.execution())
-    equity = outcome.equity
+    return evaluate_many(bars, template, [parameters], config)[0]
+
+
+def evaluate_many(
+    bars: BarArrays, template: str, parameter_sets: list[dict[str, Any]], config: BacktestConfig
+) -> list[Evaluation]:
+    """``evaluate`` of each parameter set on the same bars, their metrics computed together (a sweep's batch of
+    trials costs little more than its engine runs). InsufficientData when a set has too few bars."""
+    for parameters in parameter_sets:
+        short = insufficient(bars, template, parameters)
+        if short is not None:
+            raise short
+    if not parameter_sets:
+        return []
+    execution = config.execution()
+    rules = [signals.signals(template, bars.close, parameters) for parameters in parameter_sets]
+    outcomes = [engine.run(bars.open, bars.close, rule.entries, rule.exits, execution) for rule in rules]
     # The validator resolved the periods per year.
     assert config.periods_per_year is not None
-    summary = metrics.summary(equity, outcome.trade_pnl, outcome.position > 0, config.periods_per_year)
-    summary.update(finalEquity=float(equity[-1]), initialCapital=config.initial_capital, barCount=len(bars))
-    return Evaluation(rule, outcome, {key: _finite(value) for key, value in summary.items()})
+    found = metrics.summaries(
+        np.array([outcome.equity for outcome in outcomes]),
+        [outcome.trade_pnl for outcome in outcomes],
+        np.array([outcome.position > 0 for outcome in outcomes]),
+        config.periods_per_year,
+    )
+    return [
+        Evaluation(rule, outcome, _reported(summary, outcome, config, len(bars)))
+        for rule, outcome, summary in zip(rules, outcomes, found, strict=True)
+    ]
+
+
+def insufficient(bars: BarArrays, template: str, parameters: dict[str, Any]) -> InsufficientData | None:
+    """Why the bars are too few for the parameters' warm-up, if they are."""
+    needed = minimum_bars(template, parameters)
+    if len(bars) < needed:
+        return InsufficientData(f"{len(bars)} bars in range; {template} with these parameters needs {needed}")
+    return None
+
+
+def _reported(summary: dict[str, Any], outcome: engine.EngineResult, config: BacktestConfig, bars: int) -> dict:
+    summary.update(finalEquity=float(outcome.equity[-1]), initialCapital=config.initial_capital, barCount=bars)
+    return {key: _finite(value) for key, value in summary.items()}
 
 
 @dataclass(frozen=True)

@@ -75,35 +75,63 @@ class TrialOutcome:
 
 def evaluate_batch(batch: TrialBatch) -> list[TrialOutcome]:
     """Each trial's backtest over the train period (its score, constraints and the block statistics of its
-    returns) and, when the window has one, over the test period (shown, never given to the sampler)."""
+    returns) and, when the window has one, over the test period (shown, never given to the sampler). The
+    batch's backtests run together (see ``backtest.evaluate_many``), sharing their indicators."""
+    outcomes = [TrialOutcome(number, parameters, "complete") for number, parameters in batch.trials]
     with signals.indicators_shared():
-        return [_evaluated(batch, number, parameters) for number, parameters in batch.trials]
+        runnable, short = _split(batch.train, batch.template, outcomes)
+        for outcome, shortage in short:
+            outcome.state, outcome.error = "failed", str(shortage)
+        train = _evaluations(batch.train, batch.template, runnable)
+        for outcome, ran in zip(runnable, train, strict=True):
+            _score(outcome, ran.metrics, batch)
+        _block_statistics(runnable, train)
+        if batch.test is not None:
+            tested, short = _split(batch.test, batch.template, runnable)
+            for outcome, ran in zip(tested, _evaluations(batch.test, batch.template, tested), strict=True):
+                outcome.test_metrics = ran.metrics
+            for outcome, shortage in short:
+                outcome.test_metrics = {"error": str(shortage)}
+    return outcomes
 
 
-def _evaluated(batch: TrialBatch, number: int, parameters: dict[str, Any]) -> TrialOutcome:
-    outcome = TrialOutcome(number, parameters, "complete")
-    try:
-        ran = backtests.evaluate(batch.train.bars, batch.template, parameters, batch.train.config)
-    except InsufficientData as error:
-        outcome.state, outcome.error = "failed", str(error)
-        return outcome
-    outcome.metrics = ran.metrics
-    value = ran.metrics.get(batch.metric)
+def _split(
+    period: Period, template: str, outcomes: list[TrialOutcome]
+) -> tuple[list[TrialOutcome], list[tuple[TrialOutcome, InsufficientData]]]:
+    """The trials the period has enough bars for, and the others with why."""
+    runnable, short = [], []
+    for outcome in outcomes:
+        shortage = backtests.insufficient(period.bars, template, outcome.parameters)
+        if shortage is None:
+            runnable.append(outcome)
+        else:
+            short.append((outcome, shortage))
+    return runnable, short
+
+
+def _evaluations(period: Period, template: str, outcomes: list[TrialOutcome]) -> list[backtests.Evaluation]:
+    return backtests.evaluate_many(period.bars, template, [outcome.parameters for outcome in outcomes], period.config)
+
+
+def _score(outcome: TrialOutcome, found: dict[str, Any], batch: TrialBatch) -> None:
+    outcome.metrics = found
+    value = found.get(batch.metric)
     outcome.score = None if value is None else float(value)
-    outcome.violations, outcome.constraint_values = violations(ran.metrics, batch.constraints)
+    outcome.violations, outcome.constraint_values = violations(found, batch.constraints)
     outcome.feasible = outcome.score is not None and not outcome.violations
-    returns = measures.returns_of(ran.outcome.equity)
-    if len(returns) >= CSCV_BLOCKS:
-        _, sums, squares = overfitting.trial_block_statistics(returns, CSCV_BLOCKS)
-        outcome.block_sums, outcome.block_squares = sums.tolist(), squares.tolist()
-    if batch.test is not None:
-        try:
-            outcome.test_metrics = backtests.evaluate(
-                batch.test.bars, batch.template, parameters, batch.test.config
-            ).metrics
-        except InsufficientData as error:
-            outcome.test_metrics = {"error": str(error)}
-    return outcome
+
+
+def _block_statistics(outcomes: list[TrialOutcome], runs: list[backtests.Evaluation]) -> None:
+    """Each trial's per-block sums and squares of its returns, for CSCV: of all the batch's at once."""
+    if not runs:
+        return
+    returns = measures.returns_of(np.array([ran.outcome.equity for ran in runs]))
+    if returns.shape[1] < CSCV_BLOCKS:
+        return
+    stats = overfitting.block_statistics(returns.T, CSCV_BLOCKS)  # periods × trials
+    sums, squares = stats.sums.T.tolist(), stats.squares.T.tolist()
+    for outcome, trial_sums, trial_squares in zip(outcomes, sums, squares, strict=True):
+        outcome.block_sums, outcome.block_squares = trial_sums, trial_squares
 
 
 # --- proposals ----------------------------------------------------------------------------------------------

@@ -51,9 +51,18 @@ def test_undefined_metrics_are_none():
 
 
 @pytest.mark.parametrize("length", [2, 7, 9, 130, 1_259, 10_007])
-def test_mean_and_std_are_numpys_bit_for_bit(length):
+def test_each_row_is_reduced_as_numpy_reduces_it_alone(length):
+    # A sweep's trials are computed as rows of one matrix, and a backtest as a row of its own: the same figures.
     rng = np.random.default_rng(length)
-    for values in (rng.normal(0.0005, 0.02, length), rng.normal(0, 1, length) * 1e6, rng.random(length) > 0.5):
-        assert metrics._mean(values) == np.mean(values)
-        if values.dtype != bool:
-            assert metrics._std(values) == np.std(values, ddof=1)
+    rows = np.vstack([rng.normal(0.0005, 0.02, length), rng.normal(0, 1, length) * 1e6, rng.random(length)])
+    for row, mean, deviation in zip(rows, metrics._means(rows), metrics._deviations(rows), strict=True):
+        assert mean == np.mean(row) and deviation == np.std(row, ddof=1)
+
+
+def test_summaries_of_a_batch_are_each_curves_summary():
+    rng = np.random.default_rng(3)
+    curves = 100_000.0 * np.cumprod(1.0 + rng.normal(0.0003, 0.01, (5, 300)), axis=1)
+    positions = rng.random((5, 299)) > 0.4
+    pnls = [rng.normal(10.0, 50.0, size) for size in (0, 1, 2, 7, 30)]
+    batch = metrics.summaries(curves, pnls, positions, 252)
+    assert batch == [metrics.summary(c, p, h, 252) for c, p, h in zip(curves, pnls, positions, strict=True)]
