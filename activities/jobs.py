@@ -51,8 +51,13 @@ _EXTERNAL_ENDINGS = {
 
 
 async def append_log(db: Database, job_id: str, message: str, level: str = "info") -> None:
+    await append_logs(db, job_id, [message], level)
+
+
+async def append_logs(db: Database, job_id: str, messages: list[str], level: str = "info") -> None:
+    """Log lines in one transaction."""
     async with db.session() as session:
-        session.add(JobLogLine(job_id=job_id, message=message, level=level))
+        session.add_all([JobLogLine(job_id=job_id, message=message, level=level) for message in messages])
 
 
 async def set_progress(db: Database, job_id: str, fraction: float) -> None:

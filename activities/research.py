@@ -29,7 +29,7 @@ from temporalio.exceptions import ApplicationError
 from activities.jobs import (
     JobActivities,
     activity_error,
-    append_log,
+    append_logs,
     claim_slot,
     locked_job,
     record_outcome,
@@ -126,8 +126,9 @@ class ResearchActivities(ResearchSteps):
     async def _prepared_bars(self, job_id: str, plan: Plan) -> None:
         """Every bar of the sweep's range in the store, and enough of them in each window to trade."""
         config = BacktestConfig.model_validate(plan.config)
+        lines: list[str] = []  # written together, once the bars are known to suffice
         item = await self._market.sync_symbol(
-            job_id, config.span().symbol, config.as_sync(), on_progress=activity.heartbeat
+            job_id, config.span().symbol, config.as_sync(), lines=lines, on_progress=activity.heartbeat
         )
         if item["status"] != "ok":
             raise activity_error(
@@ -136,14 +137,16 @@ class ResearchActivities(ResearchSteps):
                 retryable=item["retryable"],
             )
         for index in range(len(plan.windows)):
-            train = (await self._sweep(job_id, index)).train  # kept for the batches this worker runs
+            train = (await self._sweep(job_id, index, plan)).train  # kept for the batches this worker runs
             if len(train.bars) < 3:
+                await append_logs(self._db, job_id, lines)
                 raise activity_error(
                     "BACKTEST_INSUFFICIENT_DATA",
                     f"{len(train.bars)} bars in the training period of window {index}: too few to trade",
                     retryable=False,
                 )
-        await append_log(self._db, job_id, f"{plan.method} sweep of {plan.template} on {config.symbol}: ready")
+        lines.append(f"{plan.method} sweep of {plan.template} on {config.symbol}: ready")
+        await append_logs(self._db, job_id, lines)
 
     # --- batches --------------------------------------------------------------------------------------------
 
@@ -448,13 +451,13 @@ class ResearchActivities(ResearchSteps):
 
     # --- shared ---------------------------------------------------------------------------------------------
 
-    async def _sweep(self, job_id: str, window: int) -> _Sweep:
+    async def _sweep(self, job_id: str, window: int, plan: Plan | None = None) -> _Sweep:
         """The window's plan, space and periods, read once per worker for the sweep's batches (concurrent
         batches share the first read): a sweep's plan never changes, and its batches then run on the same bars."""
         key = (job_id, window)
         kept = self._sweeps.get(key)
         if kept is None:
-            kept = self._sweeps[key] = asyncio.ensure_future(self._read_sweep(job_id, window))
+            kept = self._sweeps[key] = asyncio.ensure_future(self._read_sweep(job_id, window, plan))
             while len(self._sweeps) > KEPT_SWEEPS:
                 self._sweeps.popitem(last=False)
         else:
@@ -465,8 +468,8 @@ class ResearchActivities(ResearchSteps):
             self._sweeps.pop(key, None)  # read again next time
             raise
 
-    async def _read_sweep(self, job_id: str, window: int) -> _Sweep:
-        plan = await self._plan(job_id)
+    async def _read_sweep(self, job_id: str, window: int, plan: Plan | None) -> _Sweep:
+        plan = plan or await self._plan(job_id)
         train, test = await self._periods(plan, window)
         space = plan.search_space()
         # A grid's planned points, listed once: its batches then slice the list, not walk the grid.
