@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import gc
+import os
+import select
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -29,3 +33,31 @@ def frozen_startup_heap() -> Iterator[None]:
     finally:
         gc.set_threshold(*threshold)
         gc.unfreeze()
+
+
+def exit_with(owner: int) -> None:
+    """Started in each process of a worker's pool: end this process when the worker ``owner`` ends, however
+    it ends. A pool process whose worker was killed outright otherwise waits for work forever: it holds both
+    ends of its call queue's pipe, so it never reads an end of file, and it keeps the pool's fork server
+    alive in turn."""
+    threading.Thread(target=_exit_after, args=(owner,), name="exit-with-owner", daemon=True).start()
+
+
+def _exit_after(owner: int) -> None:
+    if hasattr(os, "pidfd_open"):  # Linux: woken when the process ends, whatever reuses its id later
+        try:
+            select.select([os.pidfd_open(owner)], [], [])
+        except ProcessLookupError:
+            pass
+    else:
+        while _alive(owner):
+            time.sleep(1)
+    os._exit(0)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

@@ -4,12 +4,11 @@ its recorded batches again, and ends with the same trials, in the same order, as
 from __future__ import annotations
 
 import asyncio
-import signal
 
 from tests.conftest import data
 from tests.test_backtests import active_strategy
 from tests.test_research import TPE_BODY, all_trials, finished, path_of, sweep
-from tests.test_worker_recovery import idle_stack, start_worker, stop_workers  # noqa: F401 (the fixture)
+from tests.test_worker_recovery import idle_stack, kill_worker, start_worker, stop_workers  # noqa: F401 (the fixture)
 from workflows.sweep_steps import SAMPLER_BATCH
 
 # A worker that stops for a long while before recording the sweep's third batch, after marking that it got
@@ -48,8 +47,7 @@ async def test_a_killed_worker_resumes_the_same_sweep(idle_stack, tmp_path):  # 
             )
         )["progress"]
         assert progress["trialsDone"] == 2 * SAMPLER_BATCH  # two batches recorded, the third not
-        first.send_signal(signal.SIGKILL)
-        first.wait()
+        kill_worker(first)
 
         second = start_worker(stack)
         resumed = await finished(stack, headers, strategy["id"], interrupted["taskId"], timeout=180)

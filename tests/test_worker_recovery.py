@@ -12,6 +12,7 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+import psutil
 import pytest
 from sqlalchemy import func, select
 from temporalio.api.enums.v1 import PendingActivityState
@@ -40,6 +41,16 @@ def start_worker(stack, code: str | None = None) -> subprocess.Popen:
     env = {**os.environ, **stack.env, "QUANTPOLY_MARKET_SYNC_PARALLELISM": "1", "QUANTPOLY_LOG_LEVEL": "WARNING"}
     command = ["-c", code] if code else [str(ROOT / "worker.py")]
     return subprocess.Popen([sys.executable, *command], env=env, cwd=ROOT)
+
+
+def kill_worker(process: subprocess.Popen) -> None:
+    """Kill a worker outright (SIGKILL), and see that the processes it started (its pool, the pool's fork
+    server) end with it rather than outlive it."""
+    started = psutil.Process(process.pid).children(recursive=True)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    _, alive = psutil.wait_procs(started, timeout=15)
+    assert not alive, [" ".join(p.cmdline())[:120] for p in alive]
 
 
 async def stop_workers(stack, *workers: subprocess.Popen | None) -> None:
@@ -72,8 +83,7 @@ async def test_killed_worker_loses_nothing(idle_stack):
         await asyncio.sleep(1.5)  # let the heartbeat carrying the finished symbols reach the server
         job = await job_state(stack, headers, job_id)
         assert job["status"] == "running" and 0 < job["progress"] < 1, job
-        first.send_signal(signal.SIGKILL)
-        first.wait()
+        kill_worker(first)
 
         second = start_worker(stack)
         for _ in range(1200):
@@ -189,8 +199,7 @@ async def test_killed_worker_mid_backtest_gives_the_uninterrupted_result(idle_st
             await asyncio.sleep(0.01)
         assert await running_activity(stack, f"backtest-{interrupted}") == RUN_IN_SLOT
         await asyncio.sleep(1)  # inside the slowed call
-        first.send_signal(signal.SIGKILL)
-        first.wait()
+        kill_worker(first)
         at_kill = await backtest_state(stack, headers, interrupted)
         assert at_kill["status"] == "running", at_kill  # killed mid-run, not before or after
 
