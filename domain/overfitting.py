@@ -166,22 +166,30 @@ class BlockStats:
         return int(self.sums.shape[1])
 
     @classmethod
-    def stack(cls, counts: np.ndarray, sums: Sequence[np.ndarray], squares: Sequence[np.ndarray]) -> BlockStats:
-        """Join trials' ``trial_block_statistics`` (one sums and one squares array per trial, as columns).
+    def stack(
+        cls, counts: np.ndarray, sums: Sequence[Sequence[float]], squares: Sequence[Sequence[float]]
+    ) -> BlockStats:
+        """Join trials' ``trial_block_statistics`` (one sums and one squares array or list per trial, as columns).
 
         ``counts`` is shared: every trial must have been split from the same number of rows with the same S.
         """
         blocks = len(counts)
         if len(sums) != len(squares):
             raise ValueError(f"{len(sums)} trials' sums but {len(squares)} trials' squares")
-        if any(np.shape(column) != (blocks,) for column in [*sums, *squares]):
-            raise ValueError(f"every trial's sums and squares must have shape ({blocks},)")
-        empty = np.empty((blocks, 0))
-        return cls(
-            np.asarray(counts),
-            np.column_stack(sums).astype(float) if sums else empty,
-            np.column_stack(squares).astype(float) if squares else empty,
-        )
+        return cls(np.asarray(counts), _columns(sums, blocks), _columns(squares, blocks))
+
+
+def _columns(per_trial: Sequence[Sequence[float]], blocks: int) -> np.ndarray:
+    """(S, N): each trial's S values as a column, converted in one step (a sweep's result stacks hundreds)."""
+    if not per_trial:
+        return np.empty((blocks, 0))
+    try:
+        rows = np.array(per_trial, dtype=float)
+    except ValueError:  # trials of different lengths
+        rows = np.empty(0)
+    if rows.shape != (len(per_trial), blocks):
+        raise ValueError(f"every trial's sums and squares must have shape ({blocks},)")
+    return rows.T
 
 
 @dataclass(frozen=True)
@@ -334,7 +342,8 @@ def _evaluate_combinations(stats: BlockStats) -> tuple[np.ndarray, np.ndarray, n
 
 
 def _half_sharpes(stats: BlockStats, masks: np.ndarray) -> np.ndarray:
-    """(C, N) Sharpe ratios of every trial over the blocks each mask row marks."""
+    """(C, N) Sharpe ratios of every trial over the blocks each mask row marks (the products are fresh arrays,
+    the scratch ``_half_sharpe`` overwrites)."""
     return _half_sharpe(masks @ stats.counts.astype(float), masks @ stats.sums, masks @ stats.squares)
 
 
@@ -355,14 +364,18 @@ def _winners(
 def _half_sharpe(counts: np.ndarray, sums: np.ndarray, squares: np.ndarray) -> np.ndarray:
     """mean / std (ddof=1) from row counts (C,), sums and sums of squares (C, N); 0 where the half is flat.
 
-    Σ(r - mean)² = Σr² - (Σr)² / n.
+    Σ(r - mean)² = Σr² - (Σr)² / n. ``sums`` and ``squares`` are the caller's scratch, overwritten: computed in
+    place, the same operations cost half as much as on fresh arrays (CSCV's largest cost on a wide sweep).
     """
     n = counts[:, np.newaxis]
     mean = sums / n
-    deviations = squares - sums * mean
-    flat = deviations <= FLAT_TOLERANCE * squares
-    deviation = np.sqrt(np.where(flat, 1.0, deviations) / (n - 1))
-    return np.where(flat, 0.0, mean / deviation)
+    deviations = np.subtract(squares, np.multiply(sums, mean, out=sums), out=sums)
+    flat = deviations <= np.multiply(squares, FLAT_TOLERANCE, out=squares)
+    np.copyto(deviations, 1.0, where=flat)
+    np.sqrt(np.divide(deviations, n - 1, out=deviations), out=deviations)
+    np.divide(mean, deviations, out=mean)
+    np.copyto(mean, 0.0, where=flat)
+    return mean
 
 
 def _degradation_slope(in_sample: np.ndarray, out_of_sample: np.ndarray) -> float | None:

@@ -175,9 +175,7 @@ def _pbo(arguments: tuple[int, list[tuple[list[float], list[float]]]]) -> dict[s
     if len(blocked) < 2:
         return None
     counts = overfitting.block_counts(observations, trials.CSCV_BLOCKS)
-    stats = overfitting.BlockStats.stack(
-        counts, [np.asarray(sums) for sums, _ in blocked], [np.asarray(squares) for _, squares in blocked]
-    )
+    stats = overfitting.BlockStats.stack(counts, [sums for sums, _ in blocked], [squares for _, squares in blocked])
     found = overfitting.probability_of_backtest_overfitting(stats)
     if found is None:
         return None
