@@ -38,7 +38,7 @@ from activities.portfolios import PortfolioActivities
 from activities.research import ResearchActivities
 from activities.schedules import ScheduleActivities
 from core.logging import configure_logging
-from core.runtime import exit_with, frozen_startup_heap
+from core.runtime import frozen_startup_heap, pool_process
 from core.settings import Settings, get_settings
 from core.temporal import connect_temporal
 from db.engine import Database
@@ -97,7 +97,7 @@ class ProcessPool(Executor):
             ["domain.backtest", "domain.trials", "domain.research_result", "optuna.importance"]
         )
         executor = ProcessPoolExecutor(
-            self._processes, mp_context=context, initializer=exit_with, initargs=(os.getpid(),)
+            self._processes, mp_context=context, initializer=pool_process, initargs=(os.getpid(),)
         )
         # Every process started now, by a no-op each, rather than as the first jobs arrive: those jobs then
         # neither wait for them nor run on fewer.
