@@ -173,6 +173,7 @@ class ResearchActivities(ResearchSteps):
         number, batch_number = len(history), segment.batch + -(-evaluated // SAMPLER_BATCH)
         exhausted = evaluated % SAMPLER_BATCH != 0 and number < segment.planned  # a short batch ended the space
         started = time.monotonic()
+        spent: str | None = None
         recording: asyncio.Task[JobOutcome | None] | None = None
         try:
             while number < segment.planned and not exhausted:
@@ -196,17 +197,23 @@ class ResearchActivities(ResearchSteps):
                     break
             if recording is not None:
                 await recording
-            rows = await self._trial_rows(segment.job_id, segment.window)
-            try:  # an export while the sweep runs: the mirror activity writes what this misses
-                await self._mirrored(segment.job_id, sweep.plan, segment.window, rows)
-            except Exception:
-                log.warning("could not write sweep %s to optuna's storage", segment.job_id, exc_info=True)
+            if number < segment.planned and not exhausted and not spent:  # paused: the window goes on
+                await self._mirrored_while_running(segment.job_id, sweep.plan, segment.window)
         except asyncio.CancelledError:
             if recording is not None:
                 recording.cancel()  # its transaction rolls back: the batch is recorded whole or not at all
             raise
         score, best_number = best if best is not None else (None, None)
         return SegmentOutcome(evaluated, score, best_number, number, batch_number, exhausted)
+
+    async def _mirrored_while_running(self, job_id: str, plan: Plan, window: int) -> None:
+        """The window's trials so far in optuna's storage, for a dashboard watching a long sweep: an export,
+        never the sweep's failure; the mirror activity writes what this misses once the job has ended (and so
+        all of a window that a segment ends)."""
+        try:
+            await self._mirrored(job_id, plan, window, await self._trial_rows(job_id, window))
+        except Exception:
+            log.warning("could not write sweep %s to optuna's storage", job_id, exc_info=True)
 
     async def _one_batch(self, sweep: _Sweep, batch: BatchInput) -> BatchOutcome:
         """A batch of points known in advance, evaluated and recorded (or, when an earlier attempt recorded
