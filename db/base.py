@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, MetaData, String, Text, TypeDecorator, cast, literal
+from sqlalchemy import JSON, DateTime, MetaData, Numeric, String, Text, TypeDecorator, cast, literal
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -51,6 +52,27 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Exact(TypeDecorator[Decimal]):
+    """Exact decimals (money, prices, quantities): NUMERIC(28, 8) on PostgreSQL; on SQLite, whose NUMERIC is a
+    float, the decimal's text. Sums of these columns are taken in Python, where they stay exact everywhere."""
+
+    impl = Numeric(28, 8, asdecimal=True)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect) -> Any:
+        return dialect.type_descriptor(String(40) if dialect.name == "sqlite" else Numeric(28, 8, asdecimal=True))
+
+    def process_bind_param(self, value: Decimal | None, dialect) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, Decimal) or not value.is_finite():
+            raise ValueError(f"an exact column takes a finite Decimal, not {value!r}")
+        return str(value) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect) -> Decimal | None:
+        return None if value is None else Decimal(value)
 
 
 class Base(DeclarativeBase):

@@ -8,6 +8,14 @@ from db.models.portfolios import Portfolio, PortfolioMember
 from db.models.research import ResearchSweep, ResearchTrial
 from db.models.strategies import Strategy
 from db.models.strategy_health import HealthReport
+from db.models.trading import (
+    TradingAccount,
+    TradingCashFlow,
+    TradingOrder,
+    TradingPosition,
+    TradingRequest,
+    TradingTrade,
+)
 from db.models.users import User, UserPreferences
 
 __all__ = [
@@ -27,6 +35,12 @@ __all__ = [
     "ResearchSweep",
     "ResearchTrial",
     "Strategy",
+    "TradingAccount",
+    "TradingCashFlow",
+    "TradingOrder",
+    "TradingPosition",
+    "TradingRequest",
+    "TradingTrade",
     "User",
     "UserPreferences",
 ]

@@ -1,0 +1,111 @@
+"""The paper-trading ledger (reference §2.6): accounts, positions, orders, trades and cash flows.
+
+Cash is the sum of an account's cash flows; each flow also carries the balance after it and a sequence number
+unique in its account, so the balance is one indexed read and two writers can never both append the same
+next flow. Every write to an account runs under its row's lock (on SQLite, the transaction's write lock).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from db.base import Base, Exact, IdMixin, TimestampMixin, UTCDateTime, utcnow
+from domain import ledger
+
+
+class TradingAccount(IdMixin, TimestampMixin, Base):
+    __tablename__ = "trading_accounts"
+    __table_args__ = (Index("ix_trading_accounts_user_id_created_at", "user_id", "created_at"),)
+
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    account_name: Mapped[str] = mapped_column(String(120))
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Basis points added to a market buy's quote and taken from a market sell's.
+    slippage_bps: Mapped[Decimal] = mapped_column(Exact(), default=ledger.ZERO)
+
+
+class TradingPosition(IdMixin, TimestampMixin, Base):
+    """An account's holding of a symbol; it stays, at quantity 0, once sold off (its realized profit with it)."""
+
+    __tablename__ = "trading_positions"
+    __table_args__ = (UniqueConstraint("account_id", "symbol"),)
+
+    account_id: Mapped[str] = mapped_column(ForeignKey("trading_accounts.id", ondelete="CASCADE"))
+    user_id: Mapped[str] = mapped_column(String(36))
+    symbol: Mapped[str] = mapped_column(String(32))
+    quantity: Mapped[Decimal] = mapped_column(Exact())
+    avg_price: Mapped[Decimal] = mapped_column(Exact())
+    # The latest mark (a fill's price or a price refresh); None until the first.
+    last_price: Mapped[Decimal | None] = mapped_column(Exact(), nullable=True)
+    realized_pnl: Mapped[Decimal] = mapped_column(Exact(), default=ledger.ZERO)
+
+
+class TradingOrder(IdMixin, TimestampMixin, Base):
+    __tablename__ = "trading_orders"
+    __table_args__ = (
+        Index("ix_trading_orders_account_id_created_at", "account_id", "created_at"),
+        Index("ix_trading_orders_status", "status"),
+    )
+
+    account_id: Mapped[str] = mapped_column(ForeignKey("trading_accounts.id", ondelete="CASCADE"))
+    user_id: Mapped[str] = mapped_column(String(36))
+    symbol: Mapped[str] = mapped_column(String(32))
+    side: Mapped[str] = mapped_column(String(4))
+    order_type: Mapped[str] = mapped_column(String(8), default=ledger.LIMIT_ORDER)
+    quantity: Mapped[Decimal] = mapped_column(Exact())
+    # The limit price (a market order's fill price once filled).
+    price: Mapped[Decimal | None] = mapped_column(Exact(), nullable=True)
+    status: Mapped[str] = mapped_column(String(12), default=ledger.PENDING)
+    filled_price: Mapped[Decimal | None] = mapped_column(Exact(), nullable=True)
+    filled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    failure_reason: Mapped[str | None] = mapped_column(String(200), nullable=True)
+
+
+class TradingTrade(IdMixin, Base):
+    __tablename__ = "trading_trades"
+    __table_args__ = (Index("ix_trading_trades_account_id_created_at", "account_id", "created_at"),)
+
+    account_id: Mapped[str] = mapped_column(ForeignKey("trading_accounts.id", ondelete="CASCADE"))
+    user_id: Mapped[str] = mapped_column(String(36))
+    order_id: Mapped[str] = mapped_column(ForeignKey("trading_orders.id", ondelete="CASCADE"), unique=True)
+    symbol: Mapped[str] = mapped_column(String(32))
+    side: Mapped[str] = mapped_column(String(4))
+    quantity: Mapped[Decimal] = mapped_column(Exact())
+    price: Mapped[Decimal] = mapped_column(Exact())
+    realized_pnl: Mapped[Decimal | None] = mapped_column(Exact(), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class TradingCashFlow(IdMixin, Base):
+    __tablename__ = "trading_cash_flows"
+    __table_args__ = (UniqueConstraint("account_id", "sequence"),)
+
+    account_id: Mapped[str] = mapped_column(ForeignKey("trading_accounts.id", ondelete="CASCADE"))
+    user_id: Mapped[str] = mapped_column(String(36))
+    sequence: Mapped[int] = mapped_column(Integer)  # 1, 2, ... in the account
+    amount: Mapped[Decimal] = mapped_column(Exact())  # signed: withdrawals and buys are negative
+    balance_after: Mapped[Decimal] = mapped_column(Exact())
+    flow_type: Mapped[str] = mapped_column(String(16))
+    related_trade_id: Mapped[str | None] = mapped_column(
+        ForeignKey("trading_trades.id", ondelete="CASCADE"), nullable=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class TradingRequest(Base):
+    """An idempotency key's first answer: a repeat with the same body gets it again, another body a 409."""
+
+    __tablename__ = "trading_requests"
+
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    scope: Mapped[str] = mapped_column(String(120), primary_key=True)  # the route and its account
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))  # SHA-256 of the request's body
+    status: Mapped[int] = mapped_column(Integer)
+    response: Mapped[Any] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

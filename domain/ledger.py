@@ -1,0 +1,119 @@
+"""The paper-trading ledger's rules (reference §2.6), in exact decimals: what a fill does to cash and to a
+position, and what it refuses.
+
+A buy pays quantity × price and moves the position's average cost to the weighted average of what it held
+and what it bought; a sell receives quantity × price, realizes (price − average cost) × quantity and leaves the
+average cost as it was. Cash never goes below zero and no position below zero: a fill that would is refused
+and changes nothing. Amounts are rounded to ``SCALE`` once, where they are made, half to even.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+
+# Every stored amount, price and quantity has this many decimal places at most.
+PLACES = 8
+SCALE = Decimal(1).scaleb(-PLACES)
+# The largest magnitude a stored value may reach (NUMERIC(28, 8)).
+LIMIT = Decimal(10) ** (28 - PLACES)
+ZERO = Decimal(0)
+
+BUY, SELL = "BUY", "SELL"
+MARKET, LIMIT_ORDER = "market", "limit"
+PENDING, FILLED, CANCELLED, FAILED = "pending", "filled", "cancelled", "failed"
+DEPOSIT, WITHDRAW, TRADE_BUY, TRADE_SELL = "deposit", "withdraw", "trade_buy", "trade_sell"
+
+
+class LedgerError(Exception):
+    code = "INVALID_ARGUMENT"
+
+
+class InvalidAmount(LedgerError):
+    """A quantity, price or amount that is not a positive finite number within the ledger's range."""
+
+
+class InsufficientFunds(LedgerError):
+    code = "INSUFFICIENT_FUNDS"
+
+
+class InsufficientPosition(LedgerError):
+    code = "INSUFFICIENT_POSITION"
+
+
+def exact(value: Decimal | int | str) -> Decimal:
+    """``value`` rounded to the ledger's scale."""
+    return Decimal(value).quantize(SCALE, rounding=ROUND_HALF_EVEN)
+
+
+def positive(value: Decimal, name: str) -> Decimal:
+    """A quantity, price or amount given by a caller: finite, > 0 once rounded, within the ledger's range."""
+    try:
+        rounded = exact(value)
+    except (InvalidOperation, ValueError):
+        raise InvalidAmount(f"{name} must be a number") from None
+    if not rounded.is_finite() or rounded <= 0:
+        raise InvalidAmount(f"{name} must be greater than 0")
+    if rounded >= LIMIT:
+        raise InvalidAmount(f"{name} must be less than {LIMIT:,}")
+    return rounded
+
+
+@dataclass(frozen=True)
+class Holding:
+    """A position as the ledger keeps it: zero quantity when flat."""
+
+    quantity: Decimal = ZERO
+    avg_price: Decimal = ZERO
+    realized_pnl: Decimal = ZERO
+
+
+@dataclass(frozen=True)
+class Fill:
+    """What a fill writes: the cash flow's signed amount and type, the position after it, and the profit the
+    trade realized (sells only)."""
+
+    amount: Decimal
+    flow_type: str
+    holding: Holding
+    realized_pnl: Decimal | None
+
+
+def fill(side: str, quantity: Decimal, price: Decimal, holding: Holding, cash: Decimal) -> Fill:
+    """A buy or sell of ``quantity`` at ``price`` against the account's cash and its position in the symbol."""
+    quantity, price = positive(quantity, "quantity"), positive(price, "price")
+    value = exact(quantity * price)
+    if side == BUY:
+        if value > cash:
+            raise InsufficientFunds(f"the order costs {value} and the account holds {cash}")
+        held = holding.quantity + quantity
+        average = exact((holding.quantity * holding.avg_price + value) / held)
+        after = Holding(held, average, holding.realized_pnl)
+        return Fill(-value, TRADE_BUY, after, None)
+    if side != SELL:
+        raise InvalidAmount(f"side must be {BUY} or {SELL}")
+    if quantity > holding.quantity:
+        raise InsufficientPosition(f"the order sells {quantity} and the account holds {holding.quantity}")
+    realized = exact((price - holding.avg_price) * quantity)
+    held = holding.quantity - quantity
+    after = Holding(held, holding.avg_price if held else ZERO, holding.realized_pnl + realized)
+    return Fill(value, TRADE_SELL, after, realized)
+
+
+def withdrawal(amount: Decimal, cash: Decimal) -> Decimal:
+    """The signed flow of a withdrawal, refused beyond the cash held."""
+    amount = positive(amount, "amount")
+    if amount > cash:
+        raise InsufficientFunds(f"the withdrawal is {amount} and the account holds {cash}")
+    return -amount
+
+
+def slipped(side: str, quote: Decimal, slippage_bps: Decimal) -> Decimal:
+    """A market order's price: the quote moved against the trader by the account's slippage."""
+    move = quote * slippage_bps / Decimal(10_000)
+    return exact(quote + move if side == BUY else quote - move)
+
+
+def crosses(side: str, limit: Decimal, market: Decimal) -> bool:
+    """Whether the market has reached a limit order's price: at or below it for a buy, at or above for a sell."""
+    return market <= limit if side == BUY else market >= limit
