@@ -16,6 +16,7 @@ from api.routes import platform as platform_routes
 from api.routes import portfolios as portfolio_routes
 from api.routes import research as research_routes
 from api.routes import strategy_health as strategy_health_routes
+from api.routes import trading as trading_routes
 from core.runtime import frozen_startup_heap
 from core.settings import Settings, get_settings
 from core.temporal import connect_temporal
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
         research_routes.router,
         portfolio_routes.router,
         strategy_health_routes.router,
+        trading_routes.router,
     ):
         errors.document_common_errors(router)
         app.include_router(router)

@@ -1,0 +1,226 @@
+"""/trading: paper-trading accounts, their orders, fills, trades, cash flows and positions (reference §2.6).
+
+Lists are plain arrays, newest first, at most ``limit`` items (the front end maps over them). A missing or
+foreign account is 403 ``ACCOUNT_ACCESS_DENIED``; an order, trade or position missing from one's own account
+is 404.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Query
+
+from api.deps import CurrentUser, PlatformDep
+from api.envelope import Envelope, errors, ok
+from api.routing import api_router
+from domain.market import Symbol
+from services import trading
+from services.schemas.trading import (
+    AccountIn,
+    AccountOut,
+    AccountUpdateIn,
+    CashFlowOut,
+    CashIn,
+    CashMovedOut,
+    FillIn,
+    FillOut,
+    OrderDeletedOut,
+    OrderIn,
+    OrderOut,
+    OrderPlacedOut,
+    OrderStatus,
+    OrderUpdateIn,
+    PositionOut,
+    TradeIn,
+    TradeOut,
+)
+
+router = api_router(prefix="/trading", tags=["trading"])
+
+DENIED = errors(403, denied="account")
+LIMIT = Query(100, ge=1, le=1000)
+# What a write that trades or moves cash can answer: a quantity, price or amount that is not > 0 (400), a
+# foreign account (403), too little cash or position, an inactive account or a reused idempotency key (409).
+LEDGER_ERRORS = errors(400, 403, 409, denied="account", codes={400: "INVALID_ARGUMENT", 409: "INSUFFICIENT_FUNDS"})
+ORDER_ERRORS = errors(403, 404, 409, denied="account", codes={404: "ORDER_NOT_FOUND", 409: "ORDER_INVALID_TRANSITION"})
+
+
+def _order_answer(placed: OrderPlacedOut) -> Any:
+    """201 for a new order (filled or pending); 200 when a repeated key answers it again."""
+    return ok(placed, status=200 if placed.idempotent else 201)
+
+
+# --- accounts -------------------------------------------------------------------------------------------------
+
+
+@router.get("/accounts", response_model=Envelope[list[AccountOut]])
+async def list_accounts(user: CurrentUser, platform: PlatformDep):
+    return ok(await trading.list_accounts(platform, user))
+
+
+@router.post(
+    "/accounts",
+    status_code=201,
+    response_model=Envelope[AccountOut],
+    responses=errors(400, codes={400: "INVALID_ARGUMENT"}),
+)
+async def create_account(body: AccountIn, user: CurrentUser, platform: PlatformDep):
+    """An active paper account; a positive ``initialCapital`` is recorded as its first deposit."""
+    created = await trading.create_account(platform, user, body.account_name, body.initial_capital, body.slippage_bps)
+    return ok(created, status=201)
+
+
+@router.get("/accounts/{account_id}", response_model=Envelope[AccountOut], responses=DENIED)
+async def get_account(account_id: str, user: CurrentUser, platform: PlatformDep):
+    return ok(await trading.get_account(platform, user, account_id))
+
+
+@router.put("/accounts/{account_id}", response_model=Envelope[AccountOut], responses=DENIED)
+async def update_account(account_id: str, body: AccountUpdateIn, user: CurrentUser, platform: PlatformDep):
+    """Rename, activate or deactivate (an inactive account neither trades nor moves cash), or set slippage."""
+    updated = await trading.update_account(
+        platform, user, account_id, name=body.account_name, is_active=body.is_active, slippage_bps=body.slippage_bps
+    )
+    return ok(updated)
+
+
+# --- fills and orders -----------------------------------------------------------------------------------------
+
+
+@router.post("/accounts/{account_id}/buy", response_model=Envelope[FillOut], responses=LEDGER_ERRORS)
+async def buy(account_id: str, body: TradeIn, user: CurrentUser, platform: PlatformDep):
+    """Buy now: the order, its trade, the cash flow and the position in one transaction."""
+    filled = await trading.trade(
+        platform, user, account_id, "BUY", body.symbol, body.quantity, body.price, body.idempotency_key
+    )
+    return ok(filled)
+
+
+@router.post(
+    "/accounts/{account_id}/sell",
+    response_model=Envelope[FillOut],
+    responses=errors(400, 403, 409, denied="account", codes={400: "INVALID_ARGUMENT", 409: "INSUFFICIENT_POSITION"}),
+)
+async def sell(account_id: str, body: TradeIn, user: CurrentUser, platform: PlatformDep):
+    """Sell now: the order, its trade, the cash flow and the position in one transaction."""
+    filled = await trading.trade(
+        platform, user, account_id, "SELL", body.symbol, body.quantity, body.price, body.idempotency_key
+    )
+    return ok(filled)
+
+
+@router.post(
+    "/accounts/{account_id}/orders", status_code=201, response_model=Envelope[OrderPlacedOut], responses=LEDGER_ERRORS
+)
+async def place_order(account_id: str, body: OrderIn, user: CurrentUser, platform: PlatformDep):
+    """A limit order (with ``price``), pending until the market reaches it; or a market order, filled now."""
+    placed = await trading.place_order(
+        platform, user, account_id, body.side, body.symbol, body.quantity, body.price, body.idempotency_key
+    )
+    return _order_answer(placed)
+
+
+@router.get("/accounts/{account_id}/orders", response_model=Envelope[list[OrderOut]], responses=DENIED)
+async def list_orders(
+    account_id: str, user: CurrentUser, platform: PlatformDep, status: OrderStatus | None = None, limit: int = LIMIT
+):
+    return ok(await trading.orders(platform, user, account_id, status=status, limit=limit))
+
+
+@router.get("/accounts/{account_id}/orders/{order_id}", response_model=Envelope[OrderOut], responses=ORDER_ERRORS)
+async def get_order(account_id: str, order_id: str, user: CurrentUser, platform: PlatformDep):
+    return ok(await trading.get_order(platform, user, account_id, order_id))
+
+
+@router.patch(
+    "/accounts/{account_id}/orders/{order_id}",
+    response_model=Envelope[OrderOut],
+    responses={**ORDER_ERRORS, **errors(400, codes={400: "INVALID_ARGUMENT"})},
+)
+async def update_order(account_id: str, order_id: str, body: OrderUpdateIn, user: CurrentUser, platform: PlatformDep):
+    """A pending order's quantity or limit price."""
+    return ok(await trading.update_order(platform, user, account_id, order_id, body.quantity, body.price))
+
+
+@router.delete(
+    "/accounts/{account_id}/orders/{order_id}", response_model=Envelope[OrderDeletedOut], responses=ORDER_ERRORS
+)
+async def delete_order(account_id: str, order_id: str, user: CurrentUser, platform: PlatformDep):
+    """An order that never filled (a filled one is part of the ledger: 409)."""
+    await trading.delete_order(platform, user, account_id, order_id)
+    return ok(OrderDeletedOut(order_id=order_id), message="order deleted")
+
+
+@router.post(
+    "/accounts/{account_id}/orders/{order_id}/fill",
+    response_model=Envelope[FillOut],
+    responses={**ORDER_ERRORS, **errors(400, codes={400: "INVALID_ARGUMENT"})},
+)
+async def fill_order(
+    account_id: str, order_id: str, user: CurrentUser, platform: PlatformDep, body: FillIn | None = None
+):
+    """A pending order filled now (at ``price``, or its limit price), with a buy's or sell's checks and writes."""
+    price = body.price if body else None
+    return ok(await trading.fill_order(platform, user, account_id, order_id, price))
+
+
+@router.post(
+    "/accounts/{account_id}/orders/{order_id}/cancel", response_model=Envelope[OrderOut], responses=ORDER_ERRORS
+)
+async def cancel_order(account_id: str, order_id: str, user: CurrentUser, platform: PlatformDep):
+    return ok(await trading.cancel_order(platform, user, account_id, order_id))
+
+
+# --- trades, cash and positions -------------------------------------------------------------------------------
+
+
+@router.get("/accounts/{account_id}/trades", response_model=Envelope[list[TradeOut]], responses=DENIED)
+async def list_trades(account_id: str, user: CurrentUser, platform: PlatformDep, limit: int = LIMIT):
+    return ok(await trading.trades(platform, user, account_id, limit=limit))
+
+
+@router.get("/accounts/{account_id}/trades/pending", response_model=Envelope[list[OrderOut]], responses=DENIED)
+async def pending_trades(account_id: str, user: CurrentUser, platform: PlatformDep, limit: int = LIMIT):
+    """The account's pending orders."""
+    return ok(await trading.orders(platform, user, account_id, status="pending", limit=limit))
+
+
+@router.get(
+    "/accounts/{account_id}/trades/{trade_id}",
+    response_model=Envelope[TradeOut],
+    responses=errors(403, 404, denied="account", codes={404: "TRADE_NOT_FOUND"}),
+)
+async def get_trade(account_id: str, trade_id: str, user: CurrentUser, platform: PlatformDep):
+    return ok(await trading.get_trade(platform, user, account_id, trade_id))
+
+
+@router.get("/accounts/{account_id}/cash-flows", response_model=Envelope[list[CashFlowOut]], responses=DENIED)
+async def list_cash_flows(account_id: str, user: CurrentUser, platform: PlatformDep, limit: int = LIMIT):
+    return ok(await trading.cash_flows(platform, user, account_id, limit=limit))
+
+
+@router.post("/accounts/{account_id}/deposit", response_model=Envelope[CashMovedOut], responses=LEDGER_ERRORS)
+async def deposit(account_id: str, body: CashIn, user: CurrentUser, platform: PlatformDep):
+    return ok(await trading.deposit(platform, user, account_id, body.amount, body.idempotency_key))
+
+
+@router.post("/accounts/{account_id}/withdraw", response_model=Envelope[CashMovedOut], responses=LEDGER_ERRORS)
+async def withdraw(account_id: str, body: CashIn, user: CurrentUser, platform: PlatformDep):
+    """At most the cash held (409 ``INSUFFICIENT_FUNDS``)."""
+    return ok(await trading.withdraw(platform, user, account_id, body.amount, body.idempotency_key))
+
+
+@router.get("/accounts/{account_id}/positions", response_model=Envelope[list[PositionOut]], responses=DENIED)
+async def list_positions(account_id: str, user: CurrentUser, platform: PlatformDep):
+    """The open positions (quantity above zero), by symbol."""
+    return ok(await trading.positions(platform, user, account_id))
+
+
+@router.get(
+    "/accounts/{account_id}/positions/{symbol}",
+    response_model=Envelope[PositionOut],
+    responses=errors(403, 404, 422, denied="account", codes={404: "POSITION_NOT_FOUND"}),
+)
+async def get_position(account_id: str, symbol: Symbol, user: CurrentUser, platform: PlatformDep):
+    return ok(await trading.position(platform, user, account_id, symbol))
