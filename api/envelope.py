@@ -94,6 +94,8 @@ def error(
 
 # What each error status means on this API, with the code a caller most often sees.
 ERROR_STATUSES: dict[int, tuple[str, str]] = {
+    # The reference's one accepted-but-not-ready answer in an error envelope (a risk assessment not yet made).
+    202: ("Not ready yet: what was asked for does not exist until it is made", "PENDING"),
     400: ("The request cannot be carried out as asked", "INVALID_ARGUMENT"),
     401: ("No session, or an invalid or expired one (Bearer token first, then the session cookie)", "MISSING_TOKEN"),
     403: ("Not allowed; a resource that is missing or not the caller's is answered the same way", "FORBIDDEN"),

@@ -117,3 +117,61 @@ def slipped(side: str, quote: Decimal, slippage_bps: Decimal) -> Decimal:
 def crosses(side: str, limit: Decimal, market: Decimal) -> bool:
     """Whether the market has reached a limit order's price: at or below it for a buy, at or above for a sell."""
     return market <= limit if side == BUY else market >= limit
+
+
+# --- what the analytics read ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Marked:
+    """An open position at its mark: the last price seen, its average cost until a price has been seen."""
+
+    symbol: str
+    quantity: Decimal
+    avg_price: Decimal
+    last_price: Decimal | None
+
+    @property
+    def mark(self) -> Decimal:
+        return self.last_price if self.last_price is not None else self.avg_price
+
+    @property
+    def market_value(self) -> Decimal:
+        return exact(self.quantity * self.mark)
+
+    @property
+    def cost_value(self) -> Decimal:
+        return exact(self.quantity * self.avg_price)
+
+    @property
+    def unrealized_pnl(self) -> Decimal:
+        return self.market_value - self.cost_value
+
+
+def ratio(part: Decimal, whole: Decimal) -> float:
+    """part / whole as a float; 0 when the whole is not positive."""
+    return float(part / whole) if whole > 0 else 0.0
+
+
+# The reference's risk score: exposure weighs 60, unrealized losses 30, pending orders 10; out of 100.
+LOW_BELOW, HIGH_FROM = 30, 70
+
+
+@dataclass(frozen=True)
+class Risk:
+    score: float
+    level: str
+    exposure_ratio: float  # market value / equity
+    pnl_penalty: float  # unrealized loss / equity, at most 1
+    pending_order_ratio: float  # pending orders / orders
+
+
+def risk(equity: Decimal, market_value: Decimal, unrealized: Decimal, pending: int, orders: int) -> Risk:
+    """riskScore = min(100, exposureRatio·60 + pnlPenalty·30 + pendingOrderRatio·10), and its level: low below
+    30, high from 70, medium between."""
+    exposure = ratio(market_value, equity)
+    penalty = min(1.0, ratio(max(-unrealized, ZERO), equity))
+    pending_ratio = pending / orders if orders else 0.0
+    score = round(min(100.0, exposure * 60 + penalty * 30 + pending_ratio * 10), 4)
+    level = "low" if score < LOW_BELOW else "high" if score >= HIGH_FROM else "medium"
+    return Risk(score, level, exposure, penalty, pending_ratio)

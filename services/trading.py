@@ -64,7 +64,7 @@ def _order_transition(order: TradingOrder, action: str) -> Conflict:
 # --- accounts -------------------------------------------------------------------------------------------------
 
 
-async def _owned(session: AsyncSession, user: User, account_id: str, *, lock: bool = False) -> TradingAccount:
+async def owned_account(session: AsyncSession, user: User, account_id: str, *, lock: bool = False) -> TradingAccount:
     account = await session.get(TradingAccount, account_id, with_for_update=lock)
     if account is None or account.user_id != user.id:
         raise AccessDenied("account")
@@ -73,7 +73,7 @@ async def _owned(session: AsyncSession, user: User, account_id: str, *, lock: bo
 
 async def _active(session: AsyncSession, user: User, account_id: str) -> TradingAccount:
     """The caller's account, locked for a write that trades or moves cash; an inactive one does neither."""
-    account = await _owned(session, user, account_id, lock=True)
+    account = await owned_account(session, user, account_id, lock=True)
     if not account.is_active:
         raise Conflict("the account is inactive: activate it to trade or move cash", code="ACCOUNT_INACTIVE")
     return account
@@ -111,7 +111,7 @@ async def list_accounts(platform: Platform, user: User) -> list[AccountOut]:
 
 async def get_account(platform: Platform, user: User, account_id: str) -> AccountOut:
     async with platform.db.reading() as session:
-        return AccountOut.model_validate(await _owned(session, user, account_id))
+        return AccountOut.model_validate(await owned_account(session, user, account_id))
 
 
 async def update_account(
@@ -124,7 +124,7 @@ async def update_account(
     slippage_bps: Decimal | None,
 ) -> AccountOut:
     async with platform.db.session() as session:
-        account = await _owned(session, user, account_id, lock=True)
+        account = await owned_account(session, user, account_id, lock=True)
         if name is not None:
             account.account_name = name
         if is_active is not None:
@@ -307,7 +307,7 @@ async def trade(
 async def _quoted(platform: Platform, user: User, account_id: str, symbol: str, side: str) -> Decimal:
     """A market order's price: read before the account's lock is taken (a quote may call the provider)."""
     async with platform.db.reading() as session:
-        account = await _owned(session, user, account_id)
+        account = await owned_account(session, user, account_id)
     return await _market_price(platform, account, symbol, side)
 
 
@@ -345,7 +345,7 @@ async def place_order(
 async def _account_order(
     session: AsyncSession, user: User, account_id: str, order_id: str, *, lock: bool = False
 ) -> tuple[TradingAccount, TradingOrder]:
-    account = await (_active(session, user, account_id) if lock else _owned(session, user, account_id))
+    account = await (_active(session, user, account_id) if lock else owned_account(session, user, account_id))
     order = await session.get(TradingOrder, order_id, with_for_update=lock)
     if order is None or order.account_id != account.id:
         raise NotFound("no such order in this account", code="ORDER_NOT_FOUND")
@@ -475,7 +475,7 @@ async def _earlier(
 async def positions(platform: Platform, user: User, account_id: str) -> list[PositionOut]:
     """The account's open positions (quantity > 0), by symbol."""
     async with platform.db.reading() as session:
-        await _owned(session, user, account_id)
+        await owned_account(session, user, account_id)
         rows = await session.scalars(
             select(TradingPosition).where(TradingPosition.account_id == account_id).order_by(TradingPosition.symbol)
         )
@@ -484,7 +484,7 @@ async def positions(platform: Platform, user: User, account_id: str) -> list[Pos
 
 async def position(platform: Platform, user: User, account_id: str, symbol: str) -> PositionOut:
     async with platform.db.reading() as session:
-        await _owned(session, user, account_id)
+        await owned_account(session, user, account_id)
         row = await session.scalar(
             select(TradingPosition).where(TradingPosition.account_id == account_id, TradingPosition.symbol == symbol)
         )
@@ -498,7 +498,7 @@ async def orders(
 ) -> list[OrderOut]:
     """The account's orders, newest first."""
     async with platform.db.reading() as session:
-        await _owned(session, user, account_id)
+        await owned_account(session, user, account_id)
         query = select(TradingOrder).where(TradingOrder.account_id == account_id)
         if status is not None:
             query = query.where(TradingOrder.status == status)
@@ -509,7 +509,7 @@ async def orders(
 async def trades(platform: Platform, user: User, account_id: str, *, limit: int) -> list[TradeOut]:
     """The account's trades, newest first."""
     async with platform.db.reading() as session:
-        await _owned(session, user, account_id)
+        await owned_account(session, user, account_id)
         rows = await session.scalars(
             select(TradingTrade)
             .where(TradingTrade.account_id == account_id)
@@ -521,7 +521,7 @@ async def trades(platform: Platform, user: User, account_id: str, *, limit: int)
 
 async def get_trade(platform: Platform, user: User, account_id: str, trade_id: str) -> TradeOut:
     async with platform.db.reading() as session:
-        await _owned(session, user, account_id)
+        await owned_account(session, user, account_id)
         row = await session.get(TradingTrade, trade_id)
         if row is None or row.account_id != account_id:
             raise NotFound("no such trade in this account", code="TRADE_NOT_FOUND")
@@ -531,7 +531,7 @@ async def get_trade(platform: Platform, user: User, account_id: str, trade_id: s
 async def cash_flows(platform: Platform, user: User, account_id: str, *, limit: int) -> list[CashFlowOut]:
     """The account's cash flows, newest first."""
     async with platform.db.reading() as session:
-        await _owned(session, user, account_id)
+        await owned_account(session, user, account_id)
         rows = await session.scalars(
             select(TradingCashFlow)
             .where(TradingCashFlow.account_id == account_id)

@@ -244,3 +244,91 @@ async def test_every_account_route_is_denied_to_another_user(trader):
     assert checked >= 19
     assert data(await stack.http.get("/trading/accounts", headers=other)) == []
     assert (await ledger_state(stack, headers, account))["flows"] == 1
+
+
+async def test_the_analytics_read_the_stored_ledger(trader):
+    stack, headers = trader
+    account = await open_account(stack, headers)
+    other_account = await open_account(stack, headers, capital=5_000)
+    base = f"/trading/accounts/{account}"
+    for path, body in (
+        ("buy", {"symbol": "AAPL", "quantity": 10, "price": 100}),
+        ("buy", {"symbol": "MSFT", "quantity": 5, "price": 200}),
+        ("sell", {"symbol": "AAPL", "quantity": 4, "price": 110}),
+    ):
+        data(await stack.http.post(f"{base}/{path}", json=body, headers=headers))
+    pending = {"symbol": "IBM", "side": "BUY", "quantity": 1, "price": 50}
+    data(await stack.http.post(f"{base}/orders", json=pending, headers=headers), 201)
+
+    # AAPL 6 marked at 110 (cost 100), MSFT 5 at 200: market value 1,660, unrealized 60, realized 40.
+    overview = data(await stack.http.get(f"{base}/overview", headers=headers))
+    assert overview == {
+        "accountId": account,
+        "cashBalance": 98_440,
+        "totalMarketValue": 1_660,
+        "equity": 100_100,
+        "positionCount": 2,
+        "unrealizedPnl": 60,
+        "realizedPnl": 40,
+        "orderCount": 4,
+        "pendingOrderCount": 1,
+        "filledOrderCount": 3,
+        "cancelledOrderCount": 0,
+        "failedOrderCount": 0,
+        "tradeCount": 3,
+        "turnover": 2_440,
+    }
+    summary = data(await stack.http.get(f"{base}/summary", headers=headers))
+    assert (summary["netDeposits"], summary["profitLoss"], summary["profitLossRate"]) == (100_000, 100, 0.001)
+    assert data(await stack.http.get(f"{base}/position-summary", headers=headers)) == {
+        "positionCount": 2,
+        "totalMarketValue": 1_660,
+        "unrealizedPnl": 60,
+    }
+    analysis = {p["symbol"]: p for p in data(await stack.http.get(f"{base}/position-analysis", headers=headers))}
+    assert analysis["AAPL"]["marketValue"] == 660 and analysis["AAPL"]["costValue"] == 600
+    assert analysis["AAPL"]["unrealizedPnlRatio"] == pytest.approx(0.1)
+    assert analysis["AAPL"]["weight"] == pytest.approx(660 / 1660) and analysis["MSFT"]["lastPrice"] == 200
+    stats = data(await stack.http.get(f"{base}/trade-stats", headers=headers))
+    assert (stats["tradeCount"], stats["turnover"], stats["buyCount"], stats["sellCount"]) == (3, 2_440, 2, 1)
+
+    risk = data(await stack.http.get(f"{base}/risk-metrics", headers=headers))
+    exposure = 1_660 / 100_100
+    assert risk["exposureRatio"] == pytest.approx(exposure) and risk["leverage"] == risk["exposureRatio"]
+    assert risk["riskScore"] == pytest.approx(exposure * 60 + 0.25 * 10, abs=1e-4) and risk["riskLevel"] == "low"
+    assert risk["pendingOrderCount"] == 1
+
+    curve = data(await stack.http.get(f"{base}/equity-curve", headers=headers))
+    assert [(p["cashBalance"], p["marketValue"], p["equity"]) for p in curve] == [
+        (100_000, 0, 100_000),
+        (99_000, 1_000, 100_000),
+        (98_000, 2_000, 100_000),
+        (98_440, 1_660, 100_100),
+    ]
+    assert len({p["timestamp"] for p in curve}) == 4
+    flows = data(await stack.http.get(f"{base}/cash-flows/summary", headers=headers))
+    assert flows == {"totalInflow": 100_440, "totalOutflow": 2_000, "netFlow": 98_440, "flowCount": 4}
+
+    aggregate = data(await stack.http.get("/trading/accounts/aggregate", headers=headers))
+    assert (aggregate["accountCount"], aggregate["totalCashBalance"], aggregate["totalEquity"]) == (2, 103_440, 105_100)
+    assert (aggregate["totalTradeCount"], aggregate["pendingOrderCount"]) == (3, 1)
+
+    # No assessment until one is asked for; the filters count its level once there is.
+    pending_assessment = await stack.http.get(f"{base}/risk-assessment", headers=headers)
+    assert error(pending_assessment, 202)["code"] == "RISK_ASSESSMENT_PENDING"
+    config = data(await stack.http.get("/trading/accounts/filter-config", headers=headers))
+    assert config["riskLevelCounts"] == {"LOW": 0, "MEDIUM": 0, "HIGH": 0, "UNKNOWN": 2}
+    assessed = data(await stack.http.post(f"{base}/risk-assessment/evaluate", headers=headers))
+    assert assessed["riskLevel"] == "low" and assessed["triggeredRuleIds"] == []
+    assert assessed["riskScore"] == pytest.approx(risk["riskScore"])
+    assert (
+        data(await stack.http.get(f"{base}/risk-assessment", headers=headers))["assessmentId"]
+        == assessed["assessmentId"]
+    )
+    config = data(await stack.http.get("/trading/accounts/filter-config", headers=headers))
+    assert config["riskLevelCounts"] == {"LOW": 1, "MEDIUM": 0, "HIGH": 0, "UNKNOWN": 1}
+    assert (config["totalAccounts"], config["hasPositionsCount"]) == (2, 1)
+    assert config["statusCounts"] == {"active": 2, "inactive": 0} and config["accountTypeCounts"] == {"paper": 2}
+    assert config["totalAssets"] == {"min": 5_000, "max": 100_100, "average": 52_550}
+    assert config["profitLoss"] == {"min": 0, "max": 100, "average": 50}
+    assert other_account != account

@@ -16,24 +16,36 @@ from api.envelope import Envelope, errors, ok
 from api.routing import api_router
 from domain.market import Symbol
 from services import trading
+from services import trading_analytics as analytics
 from services.schemas.trading import (
     AccountIn,
     AccountOut,
     AccountUpdateIn,
+    AggregateOut,
     CashFlowOut,
+    CashFlowSummaryOut,
     CashIn,
     CashMovedOut,
+    EquityPointOut,
     FillIn,
     FillOut,
+    FilterConfigOut,
     OrderDeletedOut,
     OrderIn,
     OrderOut,
     OrderPlacedOut,
     OrderStatus,
     OrderUpdateIn,
+    OverviewOut,
+    PositionAnalysisOut,
     PositionOut,
+    PositionSummaryOut,
+    RiskAssessmentOut,
+    RiskMetricsOut,
+    SummaryOut,
     TradeIn,
     TradeOut,
+    TradeStatsOut,
 )
 
 router = api_router(prefix="/trading", tags=["trading"])
@@ -69,6 +81,18 @@ async def create_account(body: AccountIn, user: CurrentUser, platform: PlatformD
     """An active paper account; a positive ``initialCapital`` is recorded as its first deposit."""
     created = await trading.create_account(platform, user, body.account_name, body.initial_capital, body.slippage_bps)
     return ok(created, status=201)
+
+
+@router.get("/accounts/aggregate", response_model=Envelope[AggregateOut])
+async def aggregate(user: CurrentUser, platform: PlatformDep):
+    """Totals over the user's accounts."""
+    return ok(await analytics.aggregate(platform, user))
+
+
+@router.get("/accounts/filter-config", response_model=Envelope[FilterConfigOut])
+async def filter_config(user: CurrentUser, platform: PlatformDep):
+    """Counts and ranges over the user's accounts, for the accounts page's filters."""
+    return ok(await analytics.filter_config(platform, user))
 
 
 @router.get("/accounts/{account_id}", response_model=Envelope[AccountOut], responses=DENIED)
@@ -224,3 +248,74 @@ async def list_positions(account_id: str, user: CurrentUser, platform: PlatformD
 )
 async def get_position(account_id: str, symbol: Symbol, user: CurrentUser, platform: PlatformDep):
     return ok(await trading.position(platform, user, account_id, symbol))
+
+
+# --- analytics ------------------------------------------------------------------------------------------------
+
+
+@router.get("/accounts/{account_id}/overview", response_model=Envelope[OverviewOut], responses=DENIED)
+async def overview(account_id: str, user: CurrentUser, platform: PlatformDep):
+    return ok(analytics.overview(await analytics.book(platform, user, account_id)))
+
+
+@router.get("/accounts/{account_id}/summary", response_model=Envelope[SummaryOut], responses=DENIED)
+async def summary(account_id: str, user: CurrentUser, platform: PlatformDep):
+    """The overview with the account, its net deposits and its profit over them."""
+    return ok(analytics.summary(await analytics.book(platform, user, account_id)))
+
+
+@router.get("/accounts/{account_id}/position-summary", response_model=Envelope[PositionSummaryOut], responses=DENIED)
+async def position_summary(account_id: str, user: CurrentUser, platform: PlatformDep):
+    return ok(analytics.position_summary(await analytics.book(platform, user, account_id)))
+
+
+@router.get(
+    "/accounts/{account_id}/position-analysis", response_model=Envelope[list[PositionAnalysisOut]], responses=DENIED
+)
+async def position_analysis(account_id: str, user: CurrentUser, platform: PlatformDep):
+    return ok(analytics.position_analysis(await analytics.book(platform, user, account_id)))
+
+
+@router.get("/accounts/{account_id}/trade-stats", response_model=Envelope[TradeStatsOut], responses=DENIED)
+async def trade_stats(account_id: str, user: CurrentUser, platform: PlatformDep):
+    return ok(analytics.trade_stats(await analytics.book(platform, user, account_id)))
+
+
+@router.get("/accounts/{account_id}/risk-metrics", response_model=Envelope[RiskMetricsOut], responses=DENIED)
+async def risk_metrics(account_id: str, user: CurrentUser, platform: PlatformDep):
+    """riskScore = min(100, exposureRatio·60 + pnlPenalty·30 + pendingOrderRatio·10); low < 30 ≤ medium < 70."""
+    return ok(analytics.risk_metrics(await analytics.book(platform, user, account_id)))
+
+
+@router.get("/accounts/{account_id}/equity-curve", response_model=Envelope[list[EquityPointOut]], responses=DENIED)
+async def equity_curve(
+    account_id: str,
+    user: CurrentUser,
+    platform: PlatformDep,
+    limit: int = Query(analytics.MAX_CURVE_POINTS, ge=1, le=analytics.MAX_CURVE_POINTS),
+):
+    """One point per cash flow, oldest first: cash, positions at their last trade price, equity."""
+    return ok(await analytics.equity_curve(platform, user, account_id, limit))
+
+
+@router.get("/accounts/{account_id}/cash-flows/summary", response_model=Envelope[CashFlowSummaryOut], responses=DENIED)
+async def cash_flow_summary(account_id: str, user: CurrentUser, platform: PlatformDep):
+    return ok(await analytics.cash_flow_summary(platform, user, account_id))
+
+
+@router.get(
+    "/accounts/{account_id}/risk-assessment",
+    response_model=Envelope[RiskAssessmentOut],
+    responses={**DENIED, **errors(202, codes={202: "RISK_ASSESSMENT_PENDING"})},
+)
+async def risk_assessment(account_id: str, user: CurrentUser, platform: PlatformDep):
+    """The latest assessment; 202 ``RISK_ASSESSMENT_PENDING`` (an error envelope) until one is evaluated."""
+    return ok(await analytics.latest_assessment(platform, user, account_id))
+
+
+@router.post(
+    "/accounts/{account_id}/risk-assessment/evaluate", response_model=Envelope[RiskAssessmentOut], responses=DENIED
+)
+async def evaluate_risk_assessment(account_id: str, user: CurrentUser, platform: PlatformDep):
+    """Assess the account now and keep it as its latest assessment."""
+    return ok(await analytics.evaluate_assessment(platform, user, account_id))

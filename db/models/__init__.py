@@ -11,9 +11,11 @@ from db.models.strategy_health import HealthReport
 from db.models.trading import (
     TradingAccount,
     TradingCashFlow,
+    TradingDailyStat,
     TradingOrder,
     TradingPosition,
     TradingRequest,
+    TradingRiskAssessment,
     TradingTrade,
 )
 from db.models.users import User, UserPreferences
@@ -37,9 +39,11 @@ __all__ = [
     "Strategy",
     "TradingAccount",
     "TradingCashFlow",
+    "TradingDailyStat",
     "TradingOrder",
     "TradingPosition",
     "TradingRequest",
+    "TradingRiskAssessment",
     "TradingTrade",
     "User",
     "UserPreferences",

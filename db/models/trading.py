@@ -7,11 +7,11 @@ next flow. Every write to an account runs under its row's lock (on SQLite, the t
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, Boolean, Date, Float, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from db.base import Base, Exact, IdMixin, TimestampMixin, UTCDateTime, utcnow
@@ -108,4 +108,37 @@ class TradingRequest(Base):
     fingerprint: Mapped[str] = mapped_column(String(64))  # SHA-256 of the request's body
     status: Mapped[int] = mapped_column(Integer)
     response: Mapped[Any] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class TradingRiskAssessment(IdMixin, Base):
+    """An account's risk evaluated at a moment: the routes show the latest; none until one is asked for."""
+
+    __tablename__ = "trading_risk_assessments"
+    __table_args__ = (Index("ix_trading_risk_assessments_account_id_created_at", "account_id", "created_at"),)
+
+    account_id: Mapped[str] = mapped_column(ForeignKey("trading_accounts.id", ondelete="CASCADE"))
+    user_id: Mapped[str] = mapped_column(String(36))
+    risk_score: Mapped[float] = mapped_column(Float)
+    risk_level: Mapped[str] = mapped_column(String(8))
+    triggered_rule_ids: Mapped[list[str]] = mapped_column(JSON)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON)  # the risk metrics it was computed from
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class TradingDailyStat(Base):
+    """An account's day as ``trading_daily_stats_calculate`` stored it: its book at the day's end."""
+
+    __tablename__ = "trading_daily_stats"
+
+    account_id: Mapped[str] = mapped_column(ForeignKey("trading_accounts.id", ondelete="CASCADE"), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(36), index=True)
+    cash_balance: Mapped[Decimal] = mapped_column(Exact())
+    market_value: Mapped[Decimal] = mapped_column(Exact())
+    equity: Mapped[Decimal] = mapped_column(Exact())
+    unrealized_pnl: Mapped[Decimal] = mapped_column(Exact())
+    realized_pnl: Mapped[Decimal] = mapped_column(Exact())
+    trade_count: Mapped[int] = mapped_column(Integer)  # trades of the day
+    turnover: Mapped[Decimal] = mapped_column(Exact())  # of the day's trades
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -162,3 +162,122 @@ class CashMovedOut(Schema):
 
 class OrderDeletedOut(Schema):
     order_id: str
+
+
+# --- analytics ------------------------------------------------------------------------------------------------
+
+
+class PositionSummaryOut(Schema):
+    position_count: int
+    total_market_value: float
+    unrealized_pnl: float
+
+
+class PositionAnalysisOut(Schema):
+    symbol: str
+    quantity: float
+    avg_price: float
+    last_price: float  # the latest mark; the average cost until a price has been seen
+    market_value: float
+    cost_value: float
+    unrealized_pnl: float
+    unrealized_pnl_ratio: float  # of the cost value
+    weight: float  # of the account's market value
+
+
+class TradeStatsOut(Schema):
+    trade_count: int
+    turnover: float  # Σ quantity × price over the trades
+    buy_count: int
+    sell_count: int
+    realized_pnl: float
+
+
+class OverviewOut(Schema):
+    account_id: str
+    cash_balance: float
+    total_market_value: float
+    equity: float
+    position_count: int
+    unrealized_pnl: float
+    realized_pnl: float
+    order_count: int
+    pending_order_count: int
+    filled_order_count: int
+    cancelled_order_count: int
+    failed_order_count: int
+    trade_count: int
+    turnover: float
+
+
+class SummaryOut(OverviewOut):
+    account_name: str
+    is_active: bool
+    net_deposits: float  # deposits less withdrawals
+    profit_loss: float  # equity less net deposits
+    profit_loss_rate: float  # of net deposits (0 without any)
+
+
+class RiskMetricsOut(Schema):
+    account_id: str
+    risk_score: float
+    risk_level: Literal["low", "medium", "high"]
+    exposure_ratio: float  # market value / equity
+    leverage: float  # the same ratio, as the reference names it
+    pnl_penalty: float
+    pending_order_ratio: float
+    unrealized_pnl: float
+    pending_order_count: int
+    evaluated_at: datetime
+
+
+class RiskAssessmentOut(Schema):
+    assessment_id: str
+    account_id: str
+    risk_score: float
+    risk_level: Literal["low", "medium", "high"]
+    triggered_rule_ids: list[str]
+    evaluated_at: datetime
+
+
+class EquityPointOut(Schema):
+    timestamp: datetime
+    cash_balance: float
+    market_value: float
+    equity: float
+
+
+class CashFlowSummaryOut(Schema):
+    total_inflow: float
+    total_outflow: float  # a positive number
+    net_flow: float
+    flow_count: int
+
+
+class AggregateOut(Schema):
+    user_id: str
+    account_count: int
+    total_cash_balance: float
+    total_market_value: float
+    total_unrealized_pnl: float
+    total_equity: float
+    total_trade_count: int
+    total_turnover: float
+    pending_order_count: int
+
+
+class RangeOut(Schema):
+    min: float
+    max: float
+    average: float
+
+
+class FilterConfigOut(Schema):
+    total_accounts: int
+    has_positions_count: int
+    status_counts: dict[str, int]  # active, inactive
+    risk_level_counts: dict[str, int]  # LOW, MEDIUM, HIGH, UNKNOWN (no assessment yet)
+    total_assets: RangeOut | None  # equity; None without accounts
+    profit_loss: RangeOut | None
+    profit_loss_rate: RangeOut | None
+    account_type_counts: dict[str, int]

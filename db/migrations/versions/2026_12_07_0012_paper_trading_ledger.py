@@ -45,6 +45,24 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_trading_requests_user_id_users'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('user_id', 'scope', 'key', name=op.f('pk_trading_requests'))
     )
+    op.create_table('trading_daily_stats',
+    sa.Column('account_id', sa.String(length=36), nullable=False),
+    sa.Column('day', sa.Date(), nullable=False),
+    sa.Column('user_id', sa.String(length=36), nullable=False),
+    sa.Column('cash_balance', db.base.Exact(), nullable=False),
+    sa.Column('market_value', db.base.Exact(), nullable=False),
+    sa.Column('equity', db.base.Exact(), nullable=False),
+    sa.Column('unrealized_pnl', db.base.Exact(), nullable=False),
+    sa.Column('realized_pnl', db.base.Exact(), nullable=False),
+    sa.Column('trade_count', sa.Integer(), nullable=False),
+    sa.Column('turnover', db.base.Exact(), nullable=False),
+    sa.Column('created_at', db.base.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['account_id'], ['trading_accounts.id'], name=op.f('fk_trading_daily_stats_account_id_trading_accounts'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('account_id', 'day', name=op.f('pk_trading_daily_stats'))
+    )
+    with op.batch_alter_table('trading_daily_stats', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_trading_daily_stats_user_id'), ['user_id'], unique=False)
+
     op.create_table('trading_orders',
     sa.Column('account_id', sa.String(length=36), nullable=False),
     sa.Column('user_id', sa.String(length=36), nullable=False),
@@ -82,6 +100,21 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_trading_positions')),
     sa.UniqueConstraint('account_id', 'symbol', name=op.f('uq_trading_positions_account_id'))
     )
+    op.create_table('trading_risk_assessments',
+    sa.Column('account_id', sa.String(length=36), nullable=False),
+    sa.Column('user_id', sa.String(length=36), nullable=False),
+    sa.Column('risk_score', sa.Float(), nullable=False),
+    sa.Column('risk_level', sa.String(length=8), nullable=False),
+    sa.Column('triggered_rule_ids', sa.JSON(), nullable=False),
+    sa.Column('metrics', sa.JSON(), nullable=False),
+    sa.Column('created_at', db.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('id', sa.String(length=36), nullable=False),
+    sa.ForeignKeyConstraint(['account_id'], ['trading_accounts.id'], name=op.f('fk_trading_risk_assessments_account_id_trading_accounts'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_trading_risk_assessments'))
+    )
+    with op.batch_alter_table('trading_risk_assessments', schema=None) as batch_op:
+        batch_op.create_index('ix_trading_risk_assessments_account_id_created_at', ['account_id', 'created_at'], unique=False)
+
     op.create_table('trading_trades',
     sa.Column('account_id', sa.String(length=36), nullable=False),
     sa.Column('user_id', sa.String(length=36), nullable=False),
@@ -124,12 +157,20 @@ def downgrade() -> None:
         batch_op.drop_index('ix_trading_trades_account_id_created_at')
 
     op.drop_table('trading_trades')
+    with op.batch_alter_table('trading_risk_assessments', schema=None) as batch_op:
+        batch_op.drop_index('ix_trading_risk_assessments_account_id_created_at')
+
+    op.drop_table('trading_risk_assessments')
     op.drop_table('trading_positions')
     with op.batch_alter_table('trading_orders', schema=None) as batch_op:
         batch_op.drop_index('ix_trading_orders_status')
         batch_op.drop_index('ix_trading_orders_account_id_created_at')
 
     op.drop_table('trading_orders')
+    with op.batch_alter_table('trading_daily_stats', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_trading_daily_stats_user_id'))
+
+    op.drop_table('trading_daily_stats')
     op.drop_table('trading_requests')
     with op.batch_alter_table('trading_accounts', schema=None) as batch_op:
         batch_op.drop_index('ix_trading_accounts_user_id_created_at')
