@@ -24,7 +24,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import AccessDenied, AppError, Conflict, InvalidInput, NotFound
-from db.base import utcnow
 from db.models import (
     TradingAccount,
     TradingCashFlow,
@@ -34,6 +33,7 @@ from db.models import (
     TradingTrade,
     User,
 )
+from db.models.trading import append_flow, cash_balance, fill
 from domain import ledger
 from services.market import cached_quote
 from services.platform import Platform
@@ -94,7 +94,7 @@ async def create_account(
         session.add(account)
         await session.flush()
         if capital is not None:
-            await _append_flow(session, account, capital, ledger.DEPOSIT)
+            await append_flow(session, account, capital, ledger.DEPOSIT)
     return AccountOut.model_validate(account)
 
 
@@ -138,50 +138,11 @@ async def update_account(
 # --- cash -----------------------------------------------------------------------------------------------------
 
 
-async def _last_flow(session: AsyncSession, account_id: str) -> TradingCashFlow | None:
-    return await session.scalar(
-        select(TradingCashFlow)
-        .where(TradingCashFlow.account_id == account_id)
-        .order_by(TradingCashFlow.sequence.desc())
-        .limit(1)
-    )
-
-
-async def cash_balance(session: AsyncSession, account_id: str) -> Decimal:
-    """The sum of the account's cash flows: the balance after its last one."""
-    last = await _last_flow(session, account_id)
-    return last.balance_after if last else ledger.ZERO
-
-
-async def _append_flow(
-    session: AsyncSession,
-    account: TradingAccount,
-    amount: Decimal,
-    flow_type: str,
-    trade_id: str | None = None,
-) -> TradingCashFlow:
-    """The account's next cash flow (its caller holds the account's lock)."""
-    last = await _last_flow(session, account.id)
-    flow = TradingCashFlow(
-        account_id=account.id,
-        user_id=account.user_id,
-        sequence=(last.sequence if last else 0) + 1,
-        amount=amount,
-        balance_after=(last.balance_after if last else ledger.ZERO) + amount,
-        flow_type=flow_type,
-        related_trade_id=trade_id,
-        created_at=utcnow(),
-    )
-    session.add(flow)
-    await session.flush()
-    return flow
-
-
 async def deposit(platform: Platform, user: User, account_id: str, amount: Decimal, key: str | None) -> CashMovedOut:
     body = {"amount": str(amount)}
 
     async def move(session: AsyncSession, account: TradingAccount) -> CashMovedOut:
-        flow = await _append_flow(session, account, _checked(ledger.positive, amount, "amount"), ledger.DEPOSIT)
+        flow = await append_flow(session, account, _checked(ledger.positive, amount, "amount"), ledger.DEPOSIT)
         return CashMovedOut(cash_flow=CashFlowOut.model_validate(flow), cash_balance=flow.balance_after)
 
     return await _once(platform, user, account_id, "deposit", key, body, CashMovedOut, move)
@@ -192,7 +153,7 @@ async def withdraw(platform: Platform, user: User, account_id: str, amount: Deci
 
     async def move(session: AsyncSession, account: TradingAccount) -> CashMovedOut:
         signed = _checked(ledger.withdrawal, amount, await cash_balance(session, account.id))
-        flow = await _append_flow(session, account, signed, ledger.WITHDRAW)
+        flow = await append_flow(session, account, signed, ledger.WITHDRAW)
         return CashMovedOut(cash_flow=CashFlowOut.model_validate(flow), cash_balance=flow.balance_after)
 
     return await _once(platform, user, account_id, "withdraw", key, body, CashMovedOut, move)
@@ -208,55 +169,17 @@ def _checked(rule: Callable[..., Any], *args: Any) -> Any:
 # --- fills ----------------------------------------------------------------------------------------------------
 
 
-async def _position(session: AsyncSession, account: TradingAccount, symbol: str) -> TradingPosition:
-    position = await session.scalar(
-        select(TradingPosition).where(TradingPosition.account_id == account.id, TradingPosition.symbol == symbol)
-    )
-    if position is None:
-        position = TradingPosition(
-            account_id=account.id,
-            user_id=account.user_id,
-            symbol=symbol,
-            quantity=ledger.ZERO,
-            avg_price=ledger.ZERO,
-            realized_pnl=ledger.ZERO,
-        )
-        session.add(position)
-    return position
-
-
 async def _fill(session: AsyncSession, account: TradingAccount, order: TradingOrder, price: Decimal) -> FillOut:
-    """The order filled at ``price``: its trade, its cash flow and the position moved, after the ledger's
-    checks against the account's cash and holding (the caller holds the account's lock)."""
-    position = await _position(session, account, order.symbol)
-    holding = ledger.Holding(position.quantity, position.avg_price, position.realized_pnl)
-    done = _checked(ledger.fill, order.side, order.quantity, price, holding, await cash_balance(session, account.id))
-    now = utcnow()
-    order.status, order.filled_price, order.filled_at = ledger.FILLED, ledger.exact(price), now
-    if order.price is None:
-        order.price = order.filled_price
-    trade = TradingTrade(
-        account_id=account.id,
-        user_id=account.user_id,
-        order_id=order.id,
-        symbol=order.symbol,
-        side=order.side,
-        quantity=order.quantity,
-        price=order.filled_price,
-        realized_pnl=done.realized_pnl,
-        created_at=now,
-    )
-    session.add(trade)
-    await session.flush()
-    flow = await _append_flow(session, account, done.amount, done.flow_type, trade.id)
-    position.quantity, position.avg_price = done.holding.quantity, done.holding.avg_price
-    position.realized_pnl, position.last_price = done.holding.realized_pnl, order.filled_price
-    await session.flush()
+    """The order filled at ``price`` (the caller holds the account's lock); a refusal writes nothing."""
+    try:
+        filled = await fill(session, account, order, price)
+    except ledger.LedgerError as error:
+        raise _ledger_error(error) from None
     return FillOut(
-        order=OrderOut.model_validate(order),
-        trade=TradeOut.model_validate(trade),
-        cash_flow=CashFlowOut.model_validate(flow),
-        position=PositionOut.model_validate(position),
+        order=OrderOut.model_validate(filled.order),
+        trade=TradeOut.model_validate(filled.trade),
+        cash_flow=CashFlowOut.model_validate(filled.flow),
+        position=PositionOut.model_validate(filled.position),
     )
 
 

@@ -27,6 +27,7 @@ from db.models import (
     TradingTrade,
     User,
 )
+from db.models.trading import cash_balance
 from domain import ledger
 from services.platform import Platform
 from services.schemas.trading import (
@@ -43,7 +44,7 @@ from services.schemas.trading import (
     SummaryOut,
     TradeStatsOut,
 )
-from services.trading import cash_balance, owned_account
+from services.trading import owned_account
 
 # The most points an equity curve answers: the latest ones.
 MAX_CURVE_POINTS = 5_000

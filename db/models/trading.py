@@ -7,11 +7,13 @@ next flow. Every write to an account runs under its row's lock (on SQLite, the t
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Date, Float, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, Boolean, Date, Float, ForeignKey, Index, Integer, String, UniqueConstraint, select
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from db.base import Base, Exact, IdMixin, TimestampMixin, UTCDateTime, utcnow
@@ -142,3 +144,99 @@ class TradingDailyStat(Base):
     trade_count: Mapped[int] = mapped_column(Integer)  # trades of the day
     turnover: Mapped[Decimal] = mapped_column(Exact())  # of the day's trades
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+# --- the ledger's writes, shared by the API's services and the worker's activities ---------------------------
+# Each runs in its caller's transaction, which holds the account's lock.
+
+
+async def _last_flow(session: AsyncSession, account_id: str) -> TradingCashFlow | None:
+    return await session.scalar(
+        select(TradingCashFlow)
+        .where(TradingCashFlow.account_id == account_id)
+        .order_by(TradingCashFlow.sequence.desc())
+        .limit(1)
+    )
+
+
+async def cash_balance(session: AsyncSession, account_id: str) -> Decimal:
+    """The sum of the account's cash flows: the balance after its last one."""
+    last = await _last_flow(session, account_id)
+    return last.balance_after if last else ledger.ZERO
+
+
+async def append_flow(
+    session: AsyncSession, account: TradingAccount, amount: Decimal, flow_type: str, trade_id: str | None = None
+) -> TradingCashFlow:
+    """The account's next cash flow."""
+    last = await _last_flow(session, account.id)
+    flow = TradingCashFlow(
+        account_id=account.id,
+        user_id=account.user_id,
+        sequence=(last.sequence if last else 0) + 1,
+        amount=amount,
+        balance_after=(last.balance_after if last else ledger.ZERO) + amount,
+        flow_type=flow_type,
+        related_trade_id=trade_id,
+        created_at=utcnow(),
+    )
+    session.add(flow)
+    await session.flush()
+    return flow
+
+
+async def position_of(session: AsyncSession, account: TradingAccount, symbol: str) -> TradingPosition:
+    """The account's position in the symbol, a new flat one if it has none."""
+    position = await session.scalar(
+        select(TradingPosition).where(TradingPosition.account_id == account.id, TradingPosition.symbol == symbol)
+    )
+    if position is None:
+        position = TradingPosition(
+            account_id=account.id,
+            user_id=account.user_id,
+            symbol=symbol,
+            quantity=ledger.ZERO,
+            avg_price=ledger.ZERO,
+            realized_pnl=ledger.ZERO,
+        )
+        session.add(position)
+    return position
+
+
+@dataclass(frozen=True)
+class Filled:
+    order: TradingOrder
+    trade: TradingTrade
+    flow: TradingCashFlow
+    position: TradingPosition
+
+
+async def fill(session: AsyncSession, account: TradingAccount, order: TradingOrder, price: Decimal) -> Filled:
+    """The order filled at ``price``: its trade, its cash flow and the position moved, after the ledger's checks
+    against the account's cash and holding (``ledger.LedgerError`` when refused; the caller's transaction then
+    rolls back whatever this added)."""
+    position = await position_of(session, account, order.symbol)
+    holding = ledger.Holding(position.quantity, position.avg_price, position.realized_pnl)
+    done = ledger.fill(order.side, order.quantity, price, holding, await cash_balance(session, account.id))
+    now = utcnow()
+    order.status, order.filled_price, order.filled_at = ledger.FILLED, ledger.exact(price), now
+    if order.price is None:
+        order.price = order.filled_price
+    trade = TradingTrade(
+        account_id=account.id,
+        user_id=account.user_id,
+        order_id=order.id,
+        symbol=order.symbol,
+        side=order.side,
+        quantity=order.quantity,
+        price=order.filled_price,
+        realized_pnl=done.realized_pnl,
+        created_at=now,
+    )
+    session.add(trade)
+    await session.flush()
+    flow = await append_flow(session, account, done.amount, done.flow_type, trade.id)
+    position.quantity, position.avg_price = done.holding.quantity, done.holding.avg_price
+    position.realized_pnl, position.last_price = done.holding.realized_pnl, order.filled_price
+    await session.flush()
+    return Filled(order, trade, flow, position)
