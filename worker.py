@@ -37,6 +37,7 @@ from activities.performance import PerformanceActivities
 from activities.portfolios import PortfolioActivities
 from activities.research import ResearchActivities
 from activities.schedules import ScheduleActivities
+from activities.trading import TradingActivities
 from core.logging import configure_logging
 from core.runtime import frozen_startup_heap, pool_process
 from core.settings import Settings, get_settings
@@ -128,13 +129,15 @@ def build_worker(
     auth = AuthActivities(db, mailer or mailer_from_settings(settings), settings)
     jobs = JobActivities(db, client, settings)
     scheduled = ScheduleActivities(db, client, settings)
-    market = MarketDataActivities(db, provider_from_settings(settings), settings)
+    provider = provider_from_settings(settings)
+    market = MarketDataActivities(db, provider, settings)
     backtests = BacktestActivities(db, market, jobs, process_pool(settings.worker_processes))
     portfolios = PortfolioActivities(db)
     pool = process_pool(settings.worker_processes)
     optuna = mirror_for(storage_url(settings.db_url))
     research = ResearchActivities(db, market, jobs, pool, settings.worker_processes, optuna)
     performance = PerformanceActivities(db, market, settings.research_default_symbol)
+    trading = TradingActivities(db, provider)
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
@@ -163,6 +166,9 @@ def build_worker(
             research.finish,
             research.mirror,
             performance.analyze,
+            trading.refresh_prices,
+            trading.process_pending,
+            trading.daily_stats,
         ],
         max_concurrent_activities=settings.worker_max_concurrent_activities,
         max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,

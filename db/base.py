@@ -56,7 +56,8 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 class Exact(TypeDecorator[Decimal]):
     """Exact decimals (money, prices, quantities): NUMERIC(28, 8) on PostgreSQL; on SQLite, whose NUMERIC is a
-    float, the decimal's text. Sums of these columns are taken in Python, where they stay exact everywhere."""
+    float, the decimal's fixed-point text. Sums and comparisons of these columns are made in Python, where they
+    are exact on both (SQLite would compare the text)."""
 
     impl = Numeric(28, 8, asdecimal=True)
     cache_ok = True
@@ -69,7 +70,7 @@ class Exact(TypeDecorator[Decimal]):
             return None
         if not isinstance(value, Decimal) or not value.is_finite():
             raise ValueError(f"an exact column takes a finite Decimal, not {value!r}")
-        return str(value) if dialect.name == "sqlite" else value
+        return format(value, "f") if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: Any, dialect) -> Decimal | None:
         return None if value is None else Decimal(value)

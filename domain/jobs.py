@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from domain import ledger
 from domain.market import IndicatorsRequest, SyncRequest
 from domain.portfolios import EvaluatePayload, RebalancePayload
 from domain.strategy_health import HealthPayload
@@ -176,6 +177,33 @@ REGISTRY: dict[str, TaskType] = {
             started_by=RECORD_ROUTE,
             created_by="POST /strategy-health",
             search_attributes=(("strategyId", "QuantpolyStrategyId"),),
+        ),
+        TaskType(
+            "trading_refresh_prices",
+            MAINTENANCE,
+            "Mark paper-trading positions to market: given prices, or the latest quotes of every symbol held.",
+            payload=ledger.RefreshPricesPayload,
+            workflow="JobWorkflowV2",
+            id_prefix="job",
+            started_by=ADMIN,
+        ),
+        TaskType(
+            "trading_pending_process",
+            MAINTENANCE,
+            "Fill pending limit orders whose price the market has reached.",
+            payload=ledger.PendingProcessPayload,
+            workflow="JobWorkflowV2",
+            id_prefix="job",
+            started_by=ADMIN,
+        ),
+        TaskType(
+            "trading_daily_stats_calculate",
+            MAINTENANCE,
+            "Store each paper-trading account's book at the end of a day.",
+            payload=ledger.DailyStatsPayload,
+            workflow="JobWorkflowV2",
+            id_prefix="job",
+            started_by=ADMIN,
         ),
     )
 }

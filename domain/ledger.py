@@ -9,8 +9,16 @@ and changes nothing. Amounts are rounded to ``SCALE`` once, where they are made,
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import date
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from domain.market import Symbol
 
 # Every stored amount, price and quantity has this many decimal places at most.
 PLACES = 8
@@ -175,3 +183,45 @@ def risk(equity: Decimal, market_value: Decimal, unrealized: Decimal, pending: i
     score = round(min(100.0, exposure * 60 + penalty * 30 + pending_ratio * 10), 4)
     level = "low" if score < LOW_BELOW else "high" if score >= HIGH_FROM else "medium"
     return Risk(score, level, exposure, penalty, pending_ratio)
+
+
+def holdings_after(trades: Iterable[tuple[str, str, Decimal, Decimal]]) -> dict[str, Holding]:
+    """Each symbol's holding after ``(symbol, side, quantity, price)`` trades in the order they filled, as the
+    ledger moved it (each was checked when it filled, so none is refused here)."""
+    held: dict[str, Holding] = {}
+    for symbol, side, quantity, price in trades:
+        held[symbol] = fill(side, quantity, price, held.get(symbol, Holding()), LIMIT).holding
+    return held
+
+
+# --- the ledger's jobs' payloads ------------------------------------------------------------------------------
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", allow_inf_nan=False)
+
+
+MAX_SYMBOLS_PER_REFRESH = 500
+Price = Annotated[Decimal, Field(gt=0, lt=LIMIT)]
+MAX_ACCOUNTS_PER_JOB = 1_000
+
+
+class RefreshPricesPayload(_Payload):
+    """``trading_refresh_prices``: positions marked at the given prices, or at the provider's latest quotes
+    for every symbol held; in one account or in all."""
+
+    price_updates: dict[Symbol, Price] | None = Field(default=None, max_length=MAX_SYMBOLS_PER_REFRESH)
+    account_id: str | None = Field(default=None, min_length=1, max_length=36)
+
+
+class PendingProcessPayload(_Payload):
+    """``trading_pending_process``: pending limit orders, oldest first, filled where the market reached them."""
+
+    max_trades: int = Field(default=100, ge=1, le=10_000)
+
+
+class DailyStatsPayload(_Payload):
+    """``trading_daily_stats_calculate``: each account's book at the end of ``target_date`` (today by default)."""
+
+    account_ids: list[str] | None = Field(default=None, max_length=MAX_ACCOUNTS_PER_JOB)
+    target_date: date | None = None

@@ -44,8 +44,8 @@ class SystemTemplate:
         return f"system-{self.id}"
 
 
-# The reference's four. Their task types arrive with paper trading, risk, signals and research: until a
-# worker can run a template's task type, its schedule exists but is paused.
+# The reference's four, and two of the paper ledger's own. A template whose task type no worker runs yet (risk,
+# signals) has its schedule, paused until the task type arrives.
 SYSTEM_TEMPLATES: tuple[SystemTemplate, ...] = (
     SystemTemplate(
         "trading-refresh-prices-interval",
@@ -53,6 +53,20 @@ SYSTEM_TEMPLATES: tuple[SystemTemplate, ...] = (
         INTERVAL,
         "300",
         "Mark paper-trading positions to market.",
+    ),
+    SystemTemplate(
+        "trading-pending-process-interval",
+        "trading_pending_process",
+        INTERVAL,
+        "60",
+        "Fill pending limit orders the market has reached.",
+    ),
+    SystemTemplate(
+        "trading-daily-stats-cron",
+        "trading_daily_stats_calculate",
+        CRON,
+        "55 23 * * *",
+        "Store every paper-trading account's book at the end of the day (UTC).",
     ),
     SystemTemplate(
         "risk-continuous-monitor-interval",

@@ -129,8 +129,13 @@ async def test_runtime_shows_the_worker_s_pollers_and_the_system_templates(stack
     assert [t["templateId"] for t in templates] == [t.id for t in SYSTEM_TEMPLATES]
     assert all(t["exists"] for t in templates)
     # Their task types come with later capabilities: until a worker runs one, its schedule waits paused.
-    # Research brought the daily performance analysis of every active strategy: that one runs.
-    running = {"strategy_performance_analyze"}
+    # Research brought the daily performance analysis of every active strategy, the paper ledger its three.
+    running = {
+        "strategy_performance_analyze",
+        "trading_refresh_prices",
+        "trading_pending_process",
+        "trading_daily_stats_calculate",
+    }
     for template in templates:
         available = template["taskType"] in running
         assert template["taskTypeAvailable"] is available and template["paused"] is not available, template
@@ -139,7 +144,7 @@ async def test_runtime_shows_the_worker_s_pollers_and_the_system_templates(stack
     gone = data(await stack.http.get("/jobs/system-schedules/templates", headers=admin))
     assert gone[0]["exists"] is False
     recovered = data(await stack.http.post("/jobs/system-schedules/templates/recover", headers=admin))
-    assert [t["recreated"] for t in recovered] == [True, False, False, False]
+    assert [t["recreated"] for t in recovered] == [True] + [False] * (len(SYSTEM_TEMPLATES) - 1)
     assert all(t["exists"] for t in recovered)
 
 

@@ -7,6 +7,7 @@ is 404.
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from fastapi import Query
@@ -17,6 +18,8 @@ from api.routing import api_router
 from domain.market import Symbol
 from services import trading
 from services import trading_analytics as analytics
+from services import trading_ops as ops
+from services.schemas.jobs import JobOut
 from services.schemas.trading import (
     AccountIn,
     AccountOut,
@@ -26,6 +29,8 @@ from services.schemas.trading import (
     CashFlowSummaryOut,
     CashIn,
     CashMovedOut,
+    DailyStatOut,
+    DailyStatsTaskIn,
     EquityPointOut,
     FillIn,
     FillOut,
@@ -37,9 +42,13 @@ from services.schemas.trading import (
     OrderStatus,
     OrderUpdateIn,
     OverviewOut,
+    PendingProcessTaskIn,
     PositionAnalysisOut,
     PositionOut,
     PositionSummaryOut,
+    RefreshedOut,
+    RefreshPricesIn,
+    RefreshPricesTaskIn,
     RiskAssessmentOut,
     RiskMetricsOut,
     SummaryOut,
@@ -319,3 +328,101 @@ async def risk_assessment(account_id: str, user: CurrentUser, platform: Platform
 async def evaluate_risk_assessment(account_id: str, user: CurrentUser, platform: PlatformDep):
     """Assess the account now and keep it as its latest assessment."""
     return ok(await analytics.evaluate_assessment(platform, user, account_id))
+
+
+# --- daily statistics and ops ---------------------------------------------------------------------------------
+
+
+@router.get("/stats/daily", response_model=Envelope[list[DailyStatOut]], responses=DENIED)
+async def daily_stats(
+    user: CurrentUser,
+    platform: PlatformDep,
+    day: date | None = Query(None, alias="date", description="the day (UTC); today when omitted"),
+    account_id: str | None = Query(None, alias="accountId", max_length=36),
+):
+    """The day's stored statistics (``trading_daily_stats_calculate``) of one of the caller's accounts, or of
+    each; an account without them that day is absent."""
+    return ok(await ops.daily_stats(platform, user, day, account_id))
+
+
+ADMIN_ONLY = errors(403, codes={403: "ADMIN_REQUIRED"})
+# A repeated idempotency key with another request (409), Temporal unreachable (503).
+TASK_ERRORS = errors(
+    403,
+    409,
+    422,
+    503,
+    codes={403: "ADMIN_REQUIRED", 409: "IDEMPOTENCY_CONFLICT", 503: "TASK_ORCHESTRATION_UNAVAILABLE"},
+)
+TASK_REPEAT: dict[int | str, Any] = {
+    200: {"model": Envelope[JobOut], "description": "An idempotent repeat: the job this key already made"}
+}
+
+
+def _accepted(job: Any, created: bool) -> Any:
+    """202 for a new job; 200 when a repeated idempotency key answers the job it made."""
+    return ok(JobOut.of(job), status=202 if created else 200, message="accepted" if created else "ok")
+
+
+@router.get("/ops/pending-orders", response_model=Envelope[list[OrderOut]], responses=ADMIN_ONLY)
+async def ops_pending_orders(user: CurrentUser, platform: PlatformDep, limit: int = LIMIT):
+    """Every account's pending orders, oldest first."""
+    return ok(await ops.pending_orders(platform, user, limit))
+
+
+@router.post(
+    "/ops/refresh-prices",
+    response_model=Envelope[RefreshedOut],
+    responses=errors(400, 403, codes={400: "INVALID_ARGUMENT", 403: "ADMIN_REQUIRED"}),
+)
+async def ops_refresh_prices(body: RefreshPricesIn, user: CurrentUser, platform: PlatformDep):
+    """Open positions in these symbols marked at these prices now (in ``accountId``, or in every account)."""
+    return ok(await ops.refresh_prices(platform, user, body.price_updates, body.account_id))
+
+
+@router.post(
+    "/ops/refresh-prices/task",
+    status_code=202,
+    response_model=Envelope[JobOut],
+    responses={**TASK_REPEAT, **TASK_ERRORS},
+)
+async def ops_refresh_prices_task(body: RefreshPricesTaskIn, user: CurrentUser, platform: PlatformDep):
+    """A ``trading_refresh_prices`` job: these prices, or the latest quote of every symbol held."""
+    payload = body.model_dump(mode="json", by_alias=True, exclude={"idempotency_key"}, exclude_none=True)
+    return _accepted(*await ops.submit(platform, user, ops.REFRESH, payload, body.idempotency_key))
+
+
+@router.post(
+    "/ops/pending/process-task",
+    status_code=202,
+    response_model=Envelope[JobOut],
+    responses={**TASK_REPEAT, **TASK_ERRORS},
+)
+async def ops_pending_process_task(user: CurrentUser, platform: PlatformDep, body: PendingProcessTaskIn | None = None):
+    """A ``trading_pending_process`` job: pending limit orders filled where the market reached their price."""
+    request = body or PendingProcessTaskIn()
+    payload = request.model_dump(mode="json", by_alias=True, exclude={"idempotency_key"})
+    return _accepted(*await ops.submit(platform, user, ops.PENDING, payload, request.idempotency_key))
+
+
+@router.post(
+    "/ops/daily-stats/calculate-task",
+    status_code=202,
+    response_model=Envelope[JobOut],
+    responses={**TASK_REPEAT, **TASK_ERRORS},
+)
+async def ops_daily_stats_task(user: CurrentUser, platform: PlatformDep, body: DailyStatsTaskIn | None = None):
+    """A ``trading_daily_stats_calculate`` job: each account's book at the end of the day, stored."""
+    request = body or DailyStatsTaskIn()
+    payload = request.model_dump(mode="json", by_alias=True, exclude={"idempotency_key"}, exclude_none=True)
+    return _accepted(*await ops.submit(platform, user, ops.DAILY_STATS, payload, request.idempotency_key))
+
+
+@router.get(
+    "/ops/tasks/{task_id}",
+    response_model=Envelope[JobOut],
+    responses=errors(403, 404, codes={403: "ADMIN_REQUIRED", 404: "TASK_NOT_FOUND"}),
+)
+async def ops_task(task_id: str, user: CurrentUser, platform: PlatformDep):
+    """A job of the ledger's kinds, whoever started it."""
+    return ok(JobOut.of(await ops.task(platform, user, task_id)))

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import JSON, Boolean, Date, Float, ForeignKey, Index, Integer, String, UniqueConstraint, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,6 +18,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from db.base import Base, Exact, IdMixin, TimestampMixin, UTCDateTime, utcnow
 from domain import ledger
+
+if TYPE_CHECKING:
+    from db.engine import Database
 
 
 class TradingAccount(IdMixin, TimestampMixin, Base):
@@ -186,7 +189,7 @@ async def append_flow(
 
 
 async def position_of(session: AsyncSession, account: TradingAccount, symbol: str) -> TradingPosition:
-    """The account's position in the symbol, a new flat one if it has none."""
+    """The account's position in the symbol; a new flat one, not yet added to the session, if it has none."""
     position = await session.scalar(
         select(TradingPosition).where(TradingPosition.account_id == account.id, TradingPosition.symbol == symbol)
     )
@@ -199,7 +202,6 @@ async def position_of(session: AsyncSession, account: TradingAccount, symbol: st
             avg_price=ledger.ZERO,
             realized_pnl=ledger.ZERO,
         )
-        session.add(position)
     return position
 
 
@@ -213,11 +215,11 @@ class Filled:
 
 async def fill(session: AsyncSession, account: TradingAccount, order: TradingOrder, price: Decimal) -> Filled:
     """The order filled at ``price``: its trade, its cash flow and the position moved, after the ledger's checks
-    against the account's cash and holding (``ledger.LedgerError`` when refused; the caller's transaction then
-    rolls back whatever this added)."""
+    against the account's cash and holding. Refused (``ledger.LedgerError``), it has written nothing."""
     position = await position_of(session, account, order.symbol)
     holding = ledger.Holding(position.quantity, position.avg_price, position.realized_pnl)
     done = ledger.fill(order.side, order.quantity, price, holding, await cash_balance(session, account.id))
+    session.add(position)
     now = utcnow()
     order.status, order.filled_price, order.filled_at = ledger.FILLED, ledger.exact(price), now
     if order.price is None:
@@ -240,3 +242,30 @@ async def fill(session: AsyncSession, account: TradingAccount, order: TradingOrd
     position.realized_pnl, position.last_price = done.holding.realized_pnl, order.filled_price
     await session.flush()
     return Filled(order, trade, flow, position)
+
+
+async def mark_positions(db: Database, prices: dict[str, Decimal], account_id: str | None) -> int:
+    """Every open position in these symbols (in one account, or in all) marked at its price, one account per
+    transaction under its lock; how many were marked."""
+    if not prices:
+        return 0
+    async with db.reading() as session:
+        query = select(TradingPosition.account_id).where(TradingPosition.symbol.in_(list(prices)))
+        if account_id is not None:
+            query = query.where(TradingPosition.account_id == account_id)
+        account_ids = sorted(set(await session.scalars(query)))
+    marked = 0
+    for each in account_ids:
+        async with db.session() as session:
+            if await session.get(TradingAccount, each, with_for_update=True) is None:
+                continue  # deleted meanwhile
+            positions = await session.scalars(
+                select(TradingPosition).where(
+                    TradingPosition.account_id == each, TradingPosition.symbol.in_(list(prices))
+                )
+            )
+            for position in positions:
+                if position.quantity > 0:
+                    position.last_price = prices[position.symbol]
+                    marked += 1
+    return marked

@@ -4,7 +4,7 @@ them. Money, prices and quantities are exact decimals in the ledger and JSON num
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Literal
 
@@ -281,3 +281,52 @@ class FilterConfigOut(Schema):
     profit_loss: RangeOut | None
     profit_loss_rate: RangeOut | None
     account_type_counts: dict[str, int]
+
+
+# --- ops (admin) and daily statistics -------------------------------------------------------------------------
+
+
+class RefreshPricesIn(Schema):
+    """Positions marked at these prices (symbol → price), in one account or in all."""
+
+    price_updates: dict[Symbol, Decimal] = Field(max_length=500)
+    account_id: str | None = Field(default=None, min_length=1, max_length=36)
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=KEY_LENGTH)
+
+
+class RefreshPricesTaskIn(Schema):
+    """A ``trading_refresh_prices`` job: these prices, or without them the latest quote of every symbol held."""
+
+    price_updates: dict[Symbol, Decimal] | None = Field(default=None, max_length=500)
+    account_id: str | None = Field(default=None, min_length=1, max_length=36)
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=KEY_LENGTH)
+
+
+class PendingProcessTaskIn(Schema):
+    max_trades: int = Field(default=100, ge=1, le=10_000)
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=KEY_LENGTH)
+
+
+class DailyStatsTaskIn(Schema):
+    account_ids: list[str] | None = Field(default=None, max_length=1_000)
+    target_date: date | None = None  # today (UTC) when omitted
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=KEY_LENGTH)
+
+
+class RefreshedOut(Schema):
+    updated_positions: int
+    prices: dict[str, float]
+    idempotent: bool = False
+
+
+class DailyStatOut(Schema):
+    account_id: str
+    day: date
+    cash_balance: float
+    market_value: float
+    equity: float
+    unrealized_pnl: float
+    realized_pnl: float
+    trade_count: int  # the day's
+    turnover: float  # the day's
+    created_at: datetime

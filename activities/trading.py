@@ -1,0 +1,208 @@
+"""The paper ledger's jobs: ``trading_refresh_prices``, ``trading_pending_process`` and
+``trading_daily_stats_calculate``, each the one activity of its job's JobWorkflowV2 (job id in, result out).
+
+They run for an admin's request or a system schedule, over every account or the ones named. Each account's
+writes are one transaction under its row lock, like the API's, so a job run again after a lost worker repeats
+nothing that committed: a filled order is no longer pending, a mark or a day's statistics are written over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio import activity
+
+from activities.jobs import activity_error, append_log
+from core.errors import AppError
+from db.engine import Database
+from db.models import (
+    Job,
+    TradingAccount,
+    TradingCashFlow,
+    TradingDailyStat,
+    TradingOrder,
+    TradingPosition,
+    TradingTrade,
+)
+from db.models.trading import fill, mark_positions
+from domain import ledger
+from integrations.market_data import MarketDataProvider
+
+P = TypeVar("P", bound=BaseModel)
+log = logging.getLogger(__name__)
+
+
+class TradingActivities:
+    def __init__(self, db: Database, market: MarketDataProvider) -> None:
+        self._db = db
+        self._market = market
+
+    @activity.defn(name="trading_refresh_prices")
+    async def refresh_prices(self, job_id: str) -> dict[str, Any]:
+        """Positions marked at the payload's prices, or at the latest quote of each symbol held."""
+        payload = await self._payload(job_id, ledger.RefreshPricesPayload)
+        prices: dict[str, Decimal]
+        failed: dict[str, str] = {}
+        if payload.price_updates is not None:
+            prices = dict(payload.price_updates)
+        else:
+            prices, failed = await self._quotes(await self._held_symbols(payload.account_id))
+        marked = await mark_positions(self._db, prices, payload.account_id)
+        await append_log(self._db, job_id, f"marked {marked} positions in {len(prices)} symbols")
+        return {
+            "updatedPositions": marked,
+            "prices": {symbol: float(price) for symbol, price in sorted(prices.items())},
+            "failedSymbols": failed,
+        }
+
+    @activity.defn(name="trading_pending_process")
+    async def process_pending(self, job_id: str) -> dict[str, Any]:
+        """Pending limit orders, oldest first, filled at their limit price where the latest quote reached it; an
+        order the account can no longer pay for (or hold) fails with the reason."""
+        payload = await self._payload(job_id, ledger.PendingProcessPayload)
+        async with self._db.reading() as session:
+            pending = list(
+                await session.scalars(
+                    select(TradingOrder)
+                    .where(TradingOrder.status == ledger.PENDING, TradingOrder.price.is_not(None))
+                    .order_by(TradingOrder.created_at, TradingOrder.id)
+                    .limit(payload.max_trades)
+                )
+            )
+        quotes, failed = await self._quotes({order.symbol for order in pending})
+        outcomes: dict[str, int] = defaultdict(int)
+        for order in pending:
+            market = quotes.get(order.symbol)
+            if market is None or order.price is None or not ledger.crosses(order.side, order.price, market):
+                outcomes["waiting"] += 1
+                continue
+            outcomes[await self._filled(order.id, order.account_id)] += 1
+            activity.heartbeat(dict(outcomes))
+        await append_log(self._db, job_id, f"{len(pending)} pending orders: {dict(outcomes)}")
+        return {
+            "processed": len(pending),
+            **{k: outcomes[k] for k in ("filled", "failed", "waiting")},
+            "failedSymbols": failed,
+        }
+
+    async def _filled(self, order_id: str, account_id: str) -> str:
+        """The order filled at its limit price in one transaction under its account's lock: "filled"; "failed"
+        when the ledger refuses it (written as the order's reason); "skipped" when it is no longer pending."""
+        async with self._db.session() as session:
+            account = await session.get(TradingAccount, account_id, with_for_update=True)
+            order = await session.get(TradingOrder, order_id, with_for_update=True)
+            if account is None or order is None or order.status != ledger.PENDING or order.price is None:
+                return "skipped"
+            try:
+                await fill(session, account, order, order.price)
+                return "filled"
+            except ledger.LedgerError as error:  # refused before it wrote anything
+                order.status, order.failure_reason = ledger.FAILED, f"{error.code}: {error}"[:200]
+                return "failed"
+
+    @activity.defn(name="trading_daily_stats_calculate")
+    async def daily_stats(self, job_id: str) -> dict[str, Any]:
+        """Each account's book at the end of the target day (now, for today), stored over any earlier one."""
+        payload = await self._payload(job_id, ledger.DailyStatsPayload)
+        today = datetime.now(UTC).date()
+        day = payload.target_date or today
+        async with self._db.reading() as session:
+            query = select(TradingAccount.id)
+            if payload.account_ids is not None:
+                query = query.where(TradingAccount.id.in_(payload.account_ids))
+            account_ids = list(await session.scalars(query.order_by(TradingAccount.id)))
+        for number, account_id in enumerate(account_ids, 1):
+            async with self._db.session() as session:
+                await _store_day(session, account_id, day, live=day >= today)
+            activity.heartbeat(f"{number} of {len(account_ids)} accounts")
+        await append_log(self._db, job_id, f"daily statistics of {day} for {len(account_ids)} accounts")
+        return {"targetDate": day.isoformat(), "accounts": len(account_ids)}
+
+    # --- shared -----------------------------------------------------------------------------------------------
+
+    async def _payload(self, job_id: str, model: type[P]) -> P:
+        async with self._db.reading() as session:
+            job = await session.get_one(Job, job_id)
+        try:
+            return model.model_validate(job.payload)
+        except ValidationError as error:
+            raise activity_error("INVALID_ARGUMENT", str(error), retryable=False) from None
+
+    async def _held_symbols(self, account_id: str | None) -> set[str]:
+        async with self._db.reading() as session:
+            query = select(TradingPosition.symbol, TradingPosition.quantity)
+            if account_id is not None:
+                query = query.where(TradingPosition.account_id == account_id)
+            return {symbol for symbol, quantity in await session.execute(query) if quantity > 0}
+
+    async def _quotes(self, symbols: set[str]) -> tuple[dict[str, Decimal], dict[str, str]]:
+        """The latest price of each symbol, and the code of each the provider could not quote."""
+        prices: dict[str, Decimal] = {}
+        failed: dict[str, str] = {}
+        for symbol in sorted(symbols)[: ledger.MAX_SYMBOLS_PER_REFRESH]:
+            try:
+                quote = await asyncio.to_thread(self._market.quote, symbol)
+            except AppError as error:
+                failed[symbol] = error.code
+                continue
+            prices[symbol] = ledger.exact(Decimal(str(quote.price)))
+        return prices, failed
+
+
+async def _store_day(session: AsyncSession, account_id: str, day: date, *, live: bool) -> None:
+    """The account's book at the end of ``day`` replayed from its ledger: cash after the day's last flow,
+    holdings after its trades at the cost the ledger gave them, marked at each symbol's last trade price that
+    day or before (today's: the positions' current marks, price refreshes included)."""
+    start = datetime.combine(day, time.min, tzinfo=UTC)
+    end = start + timedelta(days=1)
+    cash = await session.scalar(
+        select(TradingCashFlow.balance_after)
+        .where(TradingCashFlow.account_id == account_id, TradingCashFlow.created_at < end)
+        .order_by(TradingCashFlow.sequence.desc())
+        .limit(1)
+    )
+    trades = (
+        await session.execute(
+            select(
+                TradingTrade.symbol,
+                TradingTrade.side,
+                TradingTrade.quantity,
+                TradingTrade.price,
+                TradingTrade.created_at,
+            )
+            .where(TradingTrade.account_id == account_id, TradingTrade.created_at < end)
+            .order_by(TradingTrade.created_at, TradingTrade.id)
+        )
+    ).all()
+    holdings = ledger.holdings_after((symbol, side, quantity, price) for symbol, side, quantity, price, _ in trades)
+    marks = {symbol: price for symbol, _, _, price, _ in trades}
+    if live:
+        current = await session.execute(
+            select(TradingPosition.symbol, TradingPosition.last_price).where(TradingPosition.account_id == account_id)
+        )
+        marks.update({symbol: price for symbol, price in current if price is not None})
+    open_ = [ledger.Marked(s, h.quantity, h.avg_price, marks.get(s)) for s, h in holdings.items() if h.quantity > 0]
+    market_value = sum((p.market_value for p in open_), ledger.ZERO)
+    todays = [(quantity, price) for _, _, quantity, price, at in trades if at >= start]
+    stat = TradingDailyStat(
+        account_id=account_id,
+        day=day,
+        user_id=await session.scalar(select(TradingAccount.user_id).where(TradingAccount.id == account_id)),
+        cash_balance=cash if cash is not None else ledger.ZERO,
+        market_value=market_value,
+        equity=(cash if cash is not None else ledger.ZERO) + market_value,
+        unrealized_pnl=sum((p.unrealized_pnl for p in open_), ledger.ZERO),
+        realized_pnl=sum((h.realized_pnl for h in holdings.values()), ledger.ZERO),
+        trade_count=len(todays),
+        turnover=sum((ledger.exact(q * p) for q, p in todays), ledger.ZERO),
+        created_at=datetime.now(UTC),
+    )
+    await session.merge(stat)

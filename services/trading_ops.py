@@ -1,0 +1,90 @@
+"""The paper ledger's operations (admin only, reference §2.6 ops): marking positions to given prices now, the
+global list of pending orders, and the ledger's jobs (price refresh, pending-order processing, daily
+statistics) with their status; and, for every user, the stored daily statistics of their accounts."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+
+from core.errors import AppError, NotFound
+from db.models import Job, TradingAccount, TradingDailyStat, TradingOrder, User
+from db.models.trading import mark_positions
+from domain import ledger
+from services import jobs
+from services.platform import Platform
+from services.schemas.trading import DailyStatOut, OrderOut, RefreshedOut
+from services.trading import owned_account
+from services.users import require_admin
+
+REFRESH, PENDING, DAILY_STATS = "trading_refresh_prices", "trading_pending_process", "trading_daily_stats_calculate"
+OPS_TASK_TYPES = (REFRESH, PENDING, DAILY_STATS)
+
+
+def _price(value: Decimal, symbol: str) -> Decimal:
+    try:
+        return ledger.positive(value, f"the price of {symbol}")
+    except ledger.LedgerError as error:
+        raise AppError(str(error), code=error.code, status=400) from None
+
+
+async def refresh_prices(
+    platform: Platform, admin: User, price_updates: dict[str, Decimal], account_id: str | None
+) -> RefreshedOut:
+    """Open positions in these symbols marked at these prices now (one account, or every account)."""
+    require_admin(admin)
+    prices = {symbol: _price(price, symbol) for symbol, price in price_updates.items()}
+    marked = await mark_positions(platform.db, prices, account_id)
+    return RefreshedOut(updated_positions=marked, prices=prices)
+
+
+async def pending_orders(platform: Platform, admin: User, limit: int) -> list[OrderOut]:
+    """Every account's pending orders, oldest first (the order the processing job takes them in)."""
+    require_admin(admin)
+    async with platform.db.reading() as session:
+        rows = await session.scalars(
+            select(TradingOrder)
+            .where(TradingOrder.status == ledger.PENDING)
+            .order_by(TradingOrder.created_at, TradingOrder.id)
+            .limit(limit)
+        )
+        return [OrderOut.model_validate(row) for row in rows]
+
+
+async def submit(
+    platform: Platform, admin: User, task_type: str, payload: dict[str, Any], idempotency_key: str | None
+) -> tuple[Job, bool]:
+    """One of the ledger's jobs (True), or the one this key already made for the same request (False)."""
+    require_admin(admin)
+    return await jobs.submit(platform, admin, task_type, payload, idempotency_key or f"{task_type}:{uuid.uuid4()}")
+
+
+async def task(platform: Platform, admin: User, task_id: str) -> Job:
+    """A job of the ledger's kinds, whoever started it (an admin, or a system schedule)."""
+    require_admin(admin)
+    async with platform.db.reading() as session:
+        job = await session.get(Job, task_id)
+    if job is None or job.task_type not in OPS_TASK_TYPES:
+        raise NotFound("no such trading task", code="TASK_NOT_FOUND")
+    return job
+
+
+async def daily_stats(platform: Platform, user: User, day: date | None, account_id: str | None) -> list[DailyStatOut]:
+    """The stored statistics of the day (today, UTC, by default): of one account, or of each of the user's."""
+    day = day or datetime.now(UTC).date()
+    async with platform.db.reading() as session:
+        if account_id is not None:
+            await owned_account(session, user, account_id)
+            accounts = [account_id]
+        else:
+            accounts = list(await session.scalars(select(TradingAccount.id).where(TradingAccount.user_id == user.id)))
+        rows = await session.scalars(
+            select(TradingDailyStat)
+            .where(TradingDailyStat.account_id.in_(accounts), TradingDailyStat.day == day)
+            .order_by(TradingDailyStat.account_id)
+        )
+        return [DailyStatOut.model_validate(row) for row in rows]
