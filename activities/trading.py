@@ -1,5 +1,6 @@
-"""The paper ledger's jobs: ``trading_refresh_prices``, ``trading_pending_process`` and
-``trading_daily_stats_calculate``, each the one activity of its job's JobWorkflowV2 (job id in, result out).
+"""The paper ledger's jobs: ``trading_refresh_prices``, ``trading_pending_process``,
+``trading_daily_stats_calculate``, ``trading_batch_execute`` and ``trading_risk_monitor``, each the one
+activity of its job's JobWorkflowV2 (job id in, result out).
 
 They run for an admin's request or a system schedule, over every account or the ones named. Each account's
 writes are one transaction under its row lock, like the API's, so a job run again after a lost worker repeats
@@ -10,13 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import defaultdict
+import uuid
+from collections import Counter, defaultdict
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 
@@ -32,7 +34,7 @@ from db.models import (
     TradingPosition,
     TradingTrade,
 )
-from db.models.trading import fill, mark_positions
+from db.models.trading import assess, fill, mark_positions
 from domain import ledger
 from integrations.market_data import MarketDataProvider
 
@@ -114,11 +116,7 @@ class TradingActivities:
         payload = await self._payload(job_id, ledger.DailyStatsPayload)
         today = datetime.now(UTC).date()
         day = payload.target_date or today
-        async with self._db.reading() as session:
-            query = select(TradingAccount.id)
-            if payload.account_ids is not None:
-                query = query.where(TradingAccount.id.in_(payload.account_ids))
-            account_ids = list(await session.scalars(query.order_by(TradingAccount.id)))
+        account_ids = await self._account_ids(payload.account_ids)
         for number, account_id in enumerate(account_ids, 1):
             async with self._db.session() as session:
                 await _store_day(session, account_id, day, live=day >= today)
@@ -126,7 +124,104 @@ class TradingActivities:
         await append_log(self._db, job_id, f"daily statistics of {day} for {len(account_ids)} accounts")
         return {"targetDate": day.isoformat(), "accounts": len(account_ids)}
 
+    @activity.defn(name="trading_batch_execute")
+    async def batch_execute(self, job_id: str) -> dict[str, Any]:
+        """Each trade of the batch in its own transaction under its account's lock, in the order given. Its
+        order's id is derived from the job and its place in the batch, so a run again after a lost worker skips
+        the trades an earlier run wrote and answers them as they ended."""
+        payload = await self._payload(job_id, ledger.BatchExecutePayload)
+        requests = payload.trade_requests
+        quotes, _ = await self._quotes({r.symbol for r in requests if r.price is None})
+        results = []
+        for index, request in enumerate(requests):
+            order_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"quantpoly:{job_id}:{index}"))
+            results.append({"index": index, **await self._executed(order_id, request, quotes.get(request.symbol))})
+            activity.heartbeat(f"{index + 1} of {len(requests)} trades")
+        filled = sum(1 for r in results if r["status"] == ledger.FILLED)
+        await append_log(self._db, job_id, f"{filled} of {len(requests)} trades filled")
+        return {"requested": len(requests), "filled": filled, "failed": len(requests) - filled, "results": results}
+
+    async def _executed(self, order_id: str, request: ledger.TradeRequest, quote: Decimal | None) -> dict[str, Any]:
+        async with self._db.session() as session:
+            earlier = await session.get(TradingOrder, order_id)
+            if earlier is not None:
+                return _order_result(earlier)
+            account = await session.get(TradingAccount, request.account_id, with_for_update=True)
+            if account is None:
+                return {"orderId": None, "status": ledger.FAILED, "errorCode": "ACCOUNT_NOT_FOUND"}
+            if not account.is_active:
+                return {"orderId": None, "status": ledger.FAILED, "errorCode": "ACCOUNT_INACTIVE"}
+            price = request.price
+            if price is None:
+                if quote is None:
+                    return {"orderId": None, "status": ledger.FAILED, "errorCode": "QUOTE_UNAVAILABLE"}
+                price = ledger.slipped(request.side, quote, account.slippage_bps)
+            order = TradingOrder(
+                id=order_id,
+                account_id=account.id,
+                user_id=account.user_id,
+                symbol=request.symbol,
+                side=request.side,
+                order_type=ledger.MARKET if request.price is None else ledger.LIMIT_ORDER,
+                quantity=ledger.exact(request.quantity),
+                price=None if request.price is None else ledger.exact(request.price),
+                status=ledger.PENDING,
+            )
+            session.add(order)
+            await session.flush()
+            try:
+                await fill(session, account, order, price)
+            except ledger.LedgerError as error:  # refused before it wrote anything: kept as a failed order
+                order.status, order.failure_reason = ledger.FAILED, f"{error.code}: {error}"[:200]
+            return _order_result(order)
+
+    @activity.defn(name="trading_risk_monitor")
+    async def risk_monitor(self, job_id: str) -> dict[str, Any]:
+        """A risk assessment of each account named (or of every account), stored as its latest."""
+        payload = await self._payload(job_id, ledger.RiskMonitorPayload)
+        account_ids = await self._account_ids(payload.account_ids)
+        levels: Counter[str] = Counter()
+        high = []
+        for number, account_id in enumerate(account_ids, 1):
+            async with self._db.session() as session:
+                account = await session.get(TradingAccount, account_id)
+                if account is None:
+                    continue
+                assessed = await assess(session, account)
+            levels[assessed.risk_level] += 1
+            if assessed.risk_level == "high":
+                high.append(account_id)
+            activity.heartbeat(f"{number} of {len(account_ids)} accounts")
+        await append_log(self._db, job_id, f"assessed {sum(levels.values())} accounts: {dict(levels)}")
+        return {"assessed": sum(levels.values()), "levels": dict(levels), "highRiskAccountIds": high}
+
+    @activity.defn(name="trading_account_cleanup")
+    async def account_cleanup(self, job_id: str) -> dict[str, Any]:
+        """Inactive accounts (of those named, or all) whose ledger has not moved for ``days_threshold`` days,
+        each deleted with its ledger in one transaction under its lock (checked again there)."""
+        payload = await self._payload(job_id, ledger.AccountCleanupPayload)
+        before = datetime.now(UTC) - timedelta(days=payload.days_threshold)
+        deleted = []
+        account_ids = await self._account_ids(payload.account_ids)
+        for account_id in account_ids:
+            async with self._db.session() as session:
+                account = await session.get(TradingAccount, account_id, with_for_update=True)
+                if account is None or account.is_active or await _last_activity(session, account) >= before:
+                    continue
+                await session.delete(account)
+            deleted.append(account_id)
+        await append_log(self._db, job_id, f"deleted {len(deleted)} of {len(account_ids)} accounts")
+        return {"deleted": deleted, "kept": len(account_ids) - len(deleted), "daysThreshold": payload.days_threshold}
+
     # --- shared -----------------------------------------------------------------------------------------------
+
+    async def _account_ids(self, wanted: list[str] | None) -> list[str]:
+        """The accounts named that exist, or every account."""
+        async with self._db.reading() as session:
+            query = select(TradingAccount.id)
+            if wanted is not None:
+                query = query.where(TradingAccount.id.in_(wanted))
+            return list(await session.scalars(query.order_by(TradingAccount.id)))
 
     async def _payload(self, job_id: str, model: type[P]) -> P:
         async with self._db.reading() as session:
@@ -155,6 +250,24 @@ class TradingActivities:
                 continue
             prices[symbol] = ledger.exact(Decimal(str(quote.price)))
         return prices, failed
+
+
+async def _last_activity(session: AsyncSession, account: TradingAccount) -> datetime:
+    """When the account last changed: itself, an order or a cash flow."""
+    moments = [account.updated_at]
+    for column, owner in (
+        (TradingOrder.updated_at, TradingOrder.account_id),
+        (TradingCashFlow.created_at, TradingCashFlow.account_id),
+    ):
+        latest = await session.scalar(select(func.max(column)).where(owner == account.id))
+        if latest is not None:
+            moments.append(latest)
+    return max(moments)
+
+
+def _order_result(order: TradingOrder) -> dict[str, Any]:
+    code = order.failure_reason.split(":", 1)[0] if order.failure_reason else None
+    return {"orderId": order.id, "status": order.status, "errorCode": code}
 
 
 async def _store_day(session: AsyncSession, account_id: str, day: date, *, live: bool) -> None:

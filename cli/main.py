@@ -9,6 +9,7 @@ import click
 from cli import accounts, backtests, demo, indicators, jobs, market, stack, strategies
 from cli import portfolios as portfolio_commands
 from cli import research as research_commands
+from cli import trading as trading_commands
 from core.logging import configure_logging
 from core.settings import get_settings
 
@@ -93,6 +94,7 @@ strategies.register(cli)
 backtests.register(cli)
 portfolio_commands.register(cli)
 research_commands.register(cli)
+trading_commands.register(cli)
 demo.register(cli)
 
 

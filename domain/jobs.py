@@ -205,6 +205,33 @@ REGISTRY: dict[str, TaskType] = {
             id_prefix="job",
             started_by=ADMIN,
         ),
+        TaskType(
+            "trading_batch_execute",
+            BATCH,
+            "Fill a batch of paper trades on any accounts, each in its account's transaction.",
+            payload=ledger.BatchExecutePayload,
+            workflow="JobWorkflowV2",
+            id_prefix="job",
+            started_by=ADMIN,
+        ),
+        TaskType(
+            "trading_risk_monitor",
+            MAINTENANCE,
+            "Assess the risk of paper-trading accounts and store each assessment.",
+            payload=ledger.RiskMonitorPayload,
+            workflow="JobWorkflowV2",
+            id_prefix="job",
+            started_by=ADMIN,
+        ),
+        TaskType(
+            "trading_account_cleanup",
+            MAINTENANCE,
+            "Delete inactive paper-trading accounts without activity for a number of days, with their ledger.",
+            payload=ledger.AccountCleanupPayload,
+            workflow="JobWorkflowV2",
+            id_prefix="job",
+            started_by=ADMIN,
+        ),
     )
 }
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -225,3 +225,37 @@ class DailyStatsPayload(_Payload):
 
     account_ids: list[str] | None = Field(default=None, max_length=MAX_ACCOUNTS_PER_JOB)
     target_date: date | None = None
+
+
+class TradeRequest(_Payload):
+    """One trade of a batch: at ``price``, or without one at the latest quote and the account's slippage."""
+
+    account_id: str = Field(min_length=1, max_length=36)
+    symbol: Symbol
+    side: Literal["BUY", "SELL"]
+    quantity: Price
+    price: Price | None = None
+
+
+MAX_BATCH_TRADES = 500
+
+
+class BatchExecutePayload(_Payload):
+    """``trading_batch_execute``: trades on any accounts, each filled (or failed, with why) in its account's
+    transaction, in the order given."""
+
+    trade_requests: list[TradeRequest] = Field(min_length=1, max_length=MAX_BATCH_TRADES)
+
+
+class RiskMonitorPayload(_Payload):
+    """``trading_risk_monitor``: a risk assessment of each account named, or of every account."""
+
+    account_ids: list[str] | None = Field(default=None, max_length=MAX_ACCOUNTS_PER_JOB)
+
+
+class AccountCleanupPayload(_Payload):
+    """``trading_account_cleanup``: inactive accounts (of those named, or all) without activity for
+    ``days_threshold`` days, deleted with their ledger."""
+
+    account_ids: list[str] | None = Field(default=None, max_length=MAX_ACCOUNTS_PER_JOB)
+    days_threshold: int = Field(default=90, ge=1, le=36_500)

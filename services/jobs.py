@@ -94,7 +94,7 @@ async def submit_for_record(
     the existing one for the same request, False), written in one transaction with its first log line and
     the record's ``rows``, then its workflow started."""
     key = idempotency_key or f"{task_type}:{uuid.uuid4()}"
-    existing = await _by_key(platform, user, key)
+    existing = await job_by_key(platform, user, key)
     if existing is not None:
         job = same_request(existing, task_type, payload)
         await recover_if_lost(platform, job)
@@ -107,7 +107,7 @@ async def submit_for_record(
             await session.flush()  # the job's row first: the others reference it
             session.add_all([JobLogLine(job_id=job.id, message=message), *rows(job)])
     except IntegrityError:  # a concurrent request with the same key won the race
-        existing = await _by_key(platform, user, key)
+        existing = await job_by_key(platform, user, key)
         if existing is None:
             raise
         job = same_request(existing, task_type, payload)
@@ -116,7 +116,8 @@ async def submit_for_record(
     return job, True
 
 
-async def _by_key(platform: Platform, user: User, key: str) -> Job | None:
+async def job_by_key(platform: Platform, user: User, key: str) -> Job | None:
+    """The user's job of this idempotency key, if there is one."""
     async with platform.db.reading() as session:
         return await session.scalar(select(Job).where(Job.user_id == user.id, Job.idempotency_key == key))
 

@@ -10,24 +10,20 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter
-from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import select
 
 from core.errors import AppError
 from db.base import utcnow
 from db.models import (
     TradingAccount,
     TradingCashFlow,
-    TradingOrder,
-    TradingPosition,
     TradingRiskAssessment,
     TradingTrade,
     User,
 )
-from db.models.trading import cash_balance
+from db.models.trading import Book, assess, book_of
 from domain import ledger
 from services.platform import Platform
 from services.schemas.trading import (
@@ -50,83 +46,9 @@ from services.trading import owned_account
 MAX_CURVE_POINTS = 5_000
 
 
-@dataclass(frozen=True)
-class Book:
-    """An account as the analytics read it."""
-
-    account: TradingAccount
-    cash: Decimal
-    positions: list[ledger.Marked]  # open ones, by symbol
-    realized_pnl: Decimal
-    orders: Counter[str]  # by status
-    trade_count: int
-    buy_count: int
-    turnover: Decimal
-    net_deposits: Decimal
-
-    @property
-    def market_value(self) -> Decimal:
-        return sum((p.market_value for p in self.positions), ledger.ZERO)
-
-    @property
-    def unrealized_pnl(self) -> Decimal:
-        return sum((p.unrealized_pnl for p in self.positions), ledger.ZERO)
-
-    @property
-    def equity(self) -> Decimal:
-        return self.cash + self.market_value
-
-    @property
-    def risk(self) -> ledger.Risk:
-        return ledger.risk(
-            self.equity,
-            self.market_value,
-            self.unrealized_pnl,
-            self.orders[ledger.PENDING],
-            sum(self.orders.values()),
-        )
-
-
-async def _book(session: AsyncSession, account: TradingAccount) -> Book:
-    positions = list(
-        await session.scalars(
-            select(TradingPosition).where(TradingPosition.account_id == account.id).order_by(TradingPosition.symbol)
-        )
-    )
-    statuses = await session.execute(
-        select(TradingOrder.status, func.count())
-        .where(TradingOrder.account_id == account.id)
-        .group_by(TradingOrder.status)
-    )
-    trades = (
-        await session.execute(
-            select(TradingTrade.side, TradingTrade.quantity, TradingTrade.price).where(
-                TradingTrade.account_id == account.id
-            )
-        )
-    ).all()
-    moved = await session.scalars(
-        select(TradingCashFlow.amount).where(
-            TradingCashFlow.account_id == account.id,
-            TradingCashFlow.flow_type.in_((ledger.DEPOSIT, ledger.WITHDRAW)),
-        )
-    )
-    return Book(
-        account=account,
-        cash=await cash_balance(session, account.id),
-        positions=[ledger.Marked(p.symbol, p.quantity, p.avg_price, p.last_price) for p in positions if p.quantity > 0],
-        realized_pnl=sum((p.realized_pnl for p in positions), ledger.ZERO),
-        orders=Counter({status: count for status, count in statuses}),
-        trade_count=len(trades),
-        buy_count=sum(1 for side, _, _ in trades if side == ledger.BUY),
-        turnover=sum((ledger.exact(quantity * price) for _, quantity, price in trades), ledger.ZERO),
-        net_deposits=sum(moved, ledger.ZERO),
-    )
-
-
 async def book(platform: Platform, user: User, account_id: str) -> Book:
     async with platform.db.reading() as session:
-        return await _book(session, await owned_account(session, user, account_id))
+        return await book_of(session, await owned_account(session, user, account_id))
 
 
 async def _books(platform: Platform, user: User) -> list[Book]:
@@ -136,7 +58,7 @@ async def _books(platform: Platform, user: User) -> list[Book]:
             .where(TradingAccount.user_id == user.id)
             .order_by(TradingAccount.created_at, TradingAccount.id)
         )
-        return [await _book(session, account) for account in accounts]
+        return [await book_of(session, account) for account in accounts]
 
 
 def overview(found: Book) -> OverviewOut:
@@ -359,20 +281,6 @@ async def latest_assessment(platform: Platform, user: User, account_id: str) -> 
 
 
 async def evaluate_assessment(platform: Platform, user: User, account_id: str) -> RiskAssessmentOut:
-    """An assessment of the account now, from its risk metrics (no risk rule applies to paper accounts yet, so
-    none is triggered), stored as its latest."""
+    """An assessment of the account now, stored as its latest (see ``db.models.trading.assess``)."""
     async with platform.db.session() as session:
-        account = await owned_account(session, user, account_id)
-        measured = risk_metrics(await _book(session, account))
-        row = TradingRiskAssessment(
-            account_id=account.id,
-            user_id=account.user_id,
-            risk_score=measured.risk_score,
-            risk_level=measured.risk_level,
-            triggered_rule_ids=[],
-            metrics=measured.model_dump(mode="json"),
-            created_at=utcnow(),
-        )
-        session.add(row)
-        await session.flush()
-        return _assessment(row)
+        return _assessment(await assess(session, await owned_account(session, user, account_id)))

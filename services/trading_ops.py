@@ -4,15 +4,19 @@ statistics) with their status; and, for every user, the stored daily statistics 
 
 from __future__ import annotations
 
+import hashlib
+import json
+import secrets
 import uuid
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
-from core.errors import AppError, NotFound
-from db.models import Job, TradingAccount, TradingDailyStat, TradingOrder, User
+from core.errors import AppError, Conflict, NotFound
+from db.base import utcnow
+from db.models import Job, TradingAccount, TradingConfirmation, TradingDailyStat, TradingOrder, User
 from db.models.trading import mark_positions
 from domain import ledger
 from services import jobs
@@ -22,7 +26,10 @@ from services.trading import owned_account
 from services.users import require_admin
 
 REFRESH, PENDING, DAILY_STATS = "trading_refresh_prices", "trading_pending_process", "trading_daily_stats_calculate"
-OPS_TASK_TYPES = (REFRESH, PENDING, DAILY_STATS)
+BATCH, RISK_MONITOR, CLEANUP = "trading_batch_execute", "trading_risk_monitor", "trading_account_cleanup"
+OPS_TASK_TYPES = (REFRESH, PENDING, DAILY_STATS, BATCH, RISK_MONITOR, CLEANUP)
+# How long a confirmation token of a destructive request stays valid.
+CONFIRMATION_SECONDS = 300
 
 
 def _price(value: Decimal, symbol: str) -> Decimal:
@@ -88,3 +95,55 @@ async def daily_stats(platform: Platform, user: User, day: date | None, account_
             .order_by(TradingDailyStat.account_id)
         )
         return [DailyStatOut.model_validate(row) for row in rows]
+
+
+async def cleanup(
+    platform: Platform,
+    admin: User,
+    payload: dict[str, Any],
+    confirmation_token: str | None,
+    idempotency_key: str | None,
+) -> tuple[Job, bool]:
+    """A ``trading_account_cleanup`` job, once confirmed. Without a token: 409 ``CONFIRMATION_REQUIRED`` whose
+    details carry a fresh single-use token for this admin and this request (valid CONFIRMATION_SECONDS);
+    repeated with it, the job starts and the token is spent. A wrong, spent or expired token, or one for
+    another request, is 409 ``CONFIRMATION_INVALID``. A repeated idempotency key answers its job again."""
+    require_admin(admin)
+    key = idempotency_key or f"{CLEANUP}:{uuid.uuid4()}"
+    if idempotency_key is not None and await jobs.job_by_key(platform, admin, key) is not None:
+        return await jobs.submit(platform, admin, CLEANUP, payload, key)
+    target = _digest(json.dumps(payload, sort_keys=True))
+    if confirmation_token is None:
+        token = secrets.token_urlsafe(32)
+        expires = utcnow() + timedelta(seconds=CONFIRMATION_SECONDS)
+        async with platform.db.session() as session:
+            session.add(
+                TradingConfirmation(
+                    user_id=admin.id, action=CLEANUP, target=target, token_digest=_digest(token), expires_at=expires
+                )
+            )
+        raise Conflict(
+            "deleting accounts needs confirmation: send the request again with this confirmationToken",
+            code="CONFIRMATION_REQUIRED",
+            details={"confirmationToken": token, "expiresAt": expires.isoformat()},
+        )
+    async with platform.db.session() as session:
+        spent = await session.execute(
+            update(TradingConfirmation)
+            .where(
+                TradingConfirmation.token_digest == _digest(confirmation_token),
+                TradingConfirmation.user_id == admin.id,
+                TradingConfirmation.action == CLEANUP,
+                TradingConfirmation.target == target,
+                TradingConfirmation.used_at.is_(None),
+                TradingConfirmation.expires_at > utcnow(),
+            )
+            .values(used_at=utcnow())
+        )
+        if spent.rowcount != 1:  # type: ignore[attr-defined]
+            raise Conflict("the confirmation token is not valid for this request", code="CONFIRMATION_INVALID")
+    return await jobs.submit(platform, admin, CLEANUP, payload, key)
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()

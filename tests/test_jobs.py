@@ -198,6 +198,9 @@ async def test_cli_sync_waits_for_the_job_and_reads_it_back(stack):
         "trading_refresh_prices",
         "trading_pending_process",
         "trading_daily_stats_calculate",
+        "trading_batch_execute",
+        "trading_risk_monitor",
+        "trading_account_cleanup",
     ]
     again = await stack.cli("jobs", "retry", job["task_id"], "--user", address)
     assert again.exit_code == 1 and "INVALID_TRANSITION" in again.stderr

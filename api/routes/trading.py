@@ -21,10 +21,12 @@ from services import trading_analytics as analytics
 from services import trading_ops as ops
 from services.schemas.jobs import JobOut
 from services.schemas.trading import (
+    AccountCleanupTaskIn,
     AccountIn,
     AccountOut,
     AccountUpdateIn,
     AggregateOut,
+    BatchExecuteTaskIn,
     CashFlowOut,
     CashFlowSummaryOut,
     CashIn,
@@ -51,6 +53,7 @@ from services.schemas.trading import (
     RefreshPricesTaskIn,
     RiskAssessmentOut,
     RiskMetricsOut,
+    RiskMonitorTaskIn,
     SummaryOut,
     TradeIn,
     TradeOut,
@@ -416,6 +419,51 @@ async def ops_daily_stats_task(user: CurrentUser, platform: PlatformDep, body: D
     request = body or DailyStatsTaskIn()
     payload = request.model_dump(mode="json", by_alias=True, exclude={"idempotency_key"}, exclude_none=True)
     return _accepted(*await ops.submit(platform, user, ops.DAILY_STATS, payload, request.idempotency_key))
+
+
+@router.post(
+    "/ops/batch/execute-task",
+    status_code=202,
+    response_model=Envelope[JobOut],
+    responses={**TASK_REPEAT, **TASK_ERRORS},
+)
+async def ops_batch_execute_task(body: BatchExecuteTaskIn, user: CurrentUser, platform: PlatformDep):
+    """A ``trading_batch_execute`` job: trades on any accounts, each filled or failed (with why) in its account's
+    transaction, in the order given."""
+    payload = body.model_dump(mode="json", by_alias=True, exclude={"idempotency_key"})
+    return _accepted(*await ops.submit(platform, user, ops.BATCH, payload, body.idempotency_key))
+
+
+@router.post(
+    "/ops/risk/monitor-task",
+    status_code=202,
+    response_model=Envelope[JobOut],
+    responses={**TASK_REPEAT, **TASK_ERRORS},
+)
+async def ops_risk_monitor_task(user: CurrentUser, platform: PlatformDep, body: RiskMonitorTaskIn | None = None):
+    """A ``trading_risk_monitor`` job: each account's risk assessed and stored as its latest."""
+    request = body or RiskMonitorTaskIn()
+    payload = request.model_dump(mode="json", by_alias=True, exclude={"idempotency_key"}, exclude_none=True)
+    return _accepted(*await ops.submit(platform, user, ops.RISK_MONITOR, payload, request.idempotency_key))
+
+
+@router.post(
+    "/ops/accounts/cleanup-task",
+    status_code=202,
+    response_model=Envelope[JobOut],
+    responses={**TASK_REPEAT, **TASK_ERRORS},
+)
+async def ops_account_cleanup_task(user: CurrentUser, platform: PlatformDep, body: AccountCleanupTaskIn | None = None):
+    """A ``trading_account_cleanup`` job: inactive accounts without activity for ``daysThreshold`` days deleted
+    with their ledger. Destructive, so confirmed: the first request answers 409 ``CONFIRMATION_REQUIRED`` with a
+    ``confirmationToken`` (single use, this admin and this request, five minutes); the same request with it
+    starts the job."""
+    request = body or AccountCleanupTaskIn()
+    payload = request.model_dump(
+        mode="json", by_alias=True, exclude={"idempotency_key", "confirmation_token"}, exclude_none=True
+    )
+    job, created = await ops.cleanup(platform, user, payload, request.confirmation_token, request.idempotency_key)
+    return _accepted(job, created)
 
 
 @router.get(

@@ -11,6 +11,7 @@ from db.models.strategy_health import HealthReport
 from db.models.trading import (
     TradingAccount,
     TradingCashFlow,
+    TradingConfirmation,
     TradingDailyStat,
     TradingOrder,
     TradingPosition,
@@ -39,6 +40,7 @@ __all__ = [
     "Strategy",
     "TradingAccount",
     "TradingCashFlow",
+    "TradingConfirmation",
     "TradingDailyStat",
     "TradingOrder",
     "TradingPosition",

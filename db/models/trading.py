@@ -7,12 +7,13 @@ next flow. Every write to an account runs under its row's lock (on SQLite, the t
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import JSON, Boolean, Date, Float, ForeignKey, Index, Integer, String, UniqueConstraint, select
+from sqlalchemy import JSON, Boolean, Date, Float, ForeignKey, Index, Integer, String, UniqueConstraint, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -128,6 +129,21 @@ class TradingRiskAssessment(IdMixin, Base):
     risk_level: Mapped[str] = mapped_column(String(8))
     triggered_rule_ids: Mapped[list[str]] = mapped_column(JSON)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON)  # the risk metrics it was computed from
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class TradingConfirmation(IdMixin, Base):
+    """A single-use confirmation of a destructive ops request, bound to the admin who asked, the action and
+    its target (a digest of what it would touch), valid for a few minutes. Only its token's digest is kept."""
+
+    __tablename__ = "trading_confirmations"
+
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(64))
+    token_digest: Mapped[str] = mapped_column(String(64), unique=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
@@ -269,3 +285,106 @@ async def mark_positions(db: Database, prices: dict[str, Decimal], account_id: s
                     position.last_price = prices[position.symbol]
                     marked += 1
     return marked
+
+
+# --- what the API's analytics and the worker's tasks both read -----------------------------------------------
+
+
+@dataclass(frozen=True)
+class Book:
+    """An account as the analytics read it."""
+
+    account: TradingAccount
+    cash: Decimal
+    positions: list[ledger.Marked]  # open ones, by symbol
+    realized_pnl: Decimal
+    orders: Counter[str]  # by status
+    trade_count: int
+    buy_count: int
+    turnover: Decimal
+    net_deposits: Decimal
+
+    @property
+    def market_value(self) -> Decimal:
+        return sum((p.market_value for p in self.positions), ledger.ZERO)
+
+    @property
+    def unrealized_pnl(self) -> Decimal:
+        return sum((p.unrealized_pnl for p in self.positions), ledger.ZERO)
+
+    @property
+    def equity(self) -> Decimal:
+        return self.cash + self.market_value
+
+    @property
+    def risk(self) -> ledger.Risk:
+        return ledger.risk(
+            self.equity,
+            self.market_value,
+            self.unrealized_pnl,
+            self.orders[ledger.PENDING],
+            sum(self.orders.values()),
+        )
+
+
+async def book_of(session: AsyncSession, account: TradingAccount) -> Book:
+    """The account's book as stored now (sums taken here, in decimals)."""
+    positions = list(
+        await session.scalars(
+            select(TradingPosition).where(TradingPosition.account_id == account.id).order_by(TradingPosition.symbol)
+        )
+    )
+    statuses = await session.execute(
+        select(TradingOrder.status, func.count())
+        .where(TradingOrder.account_id == account.id)
+        .group_by(TradingOrder.status)
+    )
+    trades = (
+        await session.execute(
+            select(TradingTrade.side, TradingTrade.quantity, TradingTrade.price).where(
+                TradingTrade.account_id == account.id
+            )
+        )
+    ).all()
+    moved = await session.scalars(
+        select(TradingCashFlow.amount).where(
+            TradingCashFlow.account_id == account.id,
+            TradingCashFlow.flow_type.in_((ledger.DEPOSIT, ledger.WITHDRAW)),
+        )
+    )
+    return Book(
+        account=account,
+        cash=await cash_balance(session, account.id),
+        positions=[ledger.Marked(p.symbol, p.quantity, p.avg_price, p.last_price) for p in positions if p.quantity > 0],
+        realized_pnl=sum((p.realized_pnl for p in positions), ledger.ZERO),
+        orders=Counter({status: count for status, count in statuses}),
+        trade_count=len(trades),
+        buy_count=sum(1 for side, _, _ in trades if side == ledger.BUY),
+        turnover=sum((ledger.exact(quantity * price) for _, quantity, price in trades), ledger.ZERO),
+        net_deposits=sum(moved, ledger.ZERO),
+    )
+
+
+async def assess(session: AsyncSession, account: TradingAccount) -> TradingRiskAssessment:
+    """The account's risk assessed now from its book, stored as its latest. No risk rule applies to paper
+    accounts yet, so none is triggered."""
+    found = await book_of(session, account)
+    measured = found.risk
+    row = TradingRiskAssessment(
+        account_id=account.id,
+        user_id=account.user_id,
+        risk_score=measured.score,
+        risk_level=measured.level,
+        triggered_rule_ids=[],
+        metrics={
+            "exposureRatio": measured.exposure_ratio,
+            "pnlPenalty": measured.pnl_penalty,
+            "pendingOrderRatio": measured.pending_order_ratio,
+            "unrealizedPnl": float(found.unrealized_pnl),
+            "equity": float(found.equity),
+        },
+        created_at=utcnow(),
+    )
+    session.add(row)
+    await session.flush()
+    return row

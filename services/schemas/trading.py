@@ -313,6 +313,32 @@ class DailyStatsTaskIn(Schema):
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=KEY_LENGTH)
 
 
+class TradeRequestIn(Schema):
+    account_id: str = Field(min_length=1, max_length=36)
+    symbol: Symbol
+    side: Side
+    quantity: Amount
+    price: Amount | None = None  # the latest quote and the account's slippage when omitted
+
+
+class BatchExecuteTaskIn(Schema):
+    trade_requests: list[TradeRequestIn] = Field(min_length=1, max_length=500)
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=KEY_LENGTH)
+
+
+class RiskMonitorTaskIn(Schema):
+    account_ids: list[str] | None = Field(default=None, max_length=1_000)  # every account when omitted
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=KEY_LENGTH)
+
+
+class AccountCleanupTaskIn(Schema):
+    account_ids: list[str] | None = Field(default=None, max_length=1_000)  # every inactive account when omitted
+    days_threshold: int = Field(default=90, ge=1, le=36_500)
+    # Absent: 409 CONFIRMATION_REQUIRED gives one, to send back with the same request.
+    confirmation_token: str | None = Field(default=None, min_length=1, max_length=128)
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=KEY_LENGTH)
+
+
 class RefreshedOut(Schema):
     updated_positions: int
     prices: dict[str, float]

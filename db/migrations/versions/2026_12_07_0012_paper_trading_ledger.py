@@ -34,6 +34,19 @@ def upgrade() -> None:
     with op.batch_alter_table('trading_accounts', schema=None) as batch_op:
         batch_op.create_index('ix_trading_accounts_user_id_created_at', ['user_id', 'created_at'], unique=False)
 
+    op.create_table('trading_confirmations',
+    sa.Column('user_id', sa.String(length=36), nullable=False),
+    sa.Column('action', sa.String(length=64), nullable=False),
+    sa.Column('target', sa.String(length=64), nullable=False),
+    sa.Column('token_digest', sa.String(length=64), nullable=False),
+    sa.Column('expires_at', db.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('used_at', db.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', db.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('id', sa.String(length=36), nullable=False),
+    sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_trading_confirmations_user_id_users'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_trading_confirmations')),
+    sa.UniqueConstraint('token_digest', name=op.f('uq_trading_confirmations_token_digest'))
+    )
     op.create_table('trading_requests',
     sa.Column('user_id', sa.String(length=36), nullable=False),
     sa.Column('scope', sa.String(length=120), nullable=False),
@@ -172,6 +185,7 @@ def downgrade() -> None:
 
     op.drop_table('trading_daily_stats')
     op.drop_table('trading_requests')
+    op.drop_table('trading_confirmations')
     with op.batch_alter_table('trading_accounts', schema=None) as batch_op:
         batch_op.drop_index('ix_trading_accounts_user_id_created_at')
 
