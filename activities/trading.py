@@ -86,22 +86,25 @@ class TradingActivities:
             if market is None or order.price is None or not ledger.crosses(order.side, order.price, market):
                 outcomes["waiting"] += 1
                 continue
-            outcomes[await self._filled(order.id, order.account_id)] += 1
+            outcomes[await self._filled(order.id, order.account_id, market)] += 1
             activity.heartbeat(dict(outcomes))
         await append_log(self._db, job_id, f"{len(pending)} pending orders: {dict(outcomes)}")
         return {
             "processed": len(pending),
-            **{k: outcomes[k] for k in ("filled", "failed", "waiting")},
+            **{k: outcomes[k] for k in ("filled", "failed", "waiting", "skipped")},
             "failedSymbols": failed,
         }
 
-    async def _filled(self, order_id: str, account_id: str) -> str:
+    async def _filled(self, order_id: str, account_id: str, market: Decimal) -> str:
         """The order filled at its limit price in one transaction under its account's lock: "filled"; "failed"
-        when the ledger refuses it (written as the order's reason); "skipped" when it is no longer pending."""
+        when the ledger refuses it (written as the order's reason); "skipped" when, read again under the lock,
+        it is no longer pending, its price (changed meanwhile) is no longer reached, or its account is inactive."""
         async with self._db.session() as session:
             account = await session.get(TradingAccount, account_id, with_for_update=True)
             order = await session.get(TradingOrder, order_id, with_for_update=True)
-            if account is None or order is None or order.status != ledger.PENDING or order.price is None:
+            if account is None or not account.is_active or order is None or order.status != ledger.PENDING:
+                return "skipped"
+            if order.price is None or not ledger.crosses(order.side, order.price, market):
                 return "skipped"
             try:
                 await fill(session, account, order, order.price)

@@ -98,15 +98,19 @@ async def create_account(
     return AccountOut.model_validate(account)
 
 
-async def list_accounts(platform: Platform, user: User) -> list[AccountOut]:
+async def accounts_of(session: AsyncSession, user: User) -> list[TradingAccount]:
     """The user's accounts, oldest first."""
+    rows = await session.scalars(
+        select(TradingAccount)
+        .where(TradingAccount.user_id == user.id)
+        .order_by(TradingAccount.created_at, TradingAccount.id)
+    )
+    return list(rows)
+
+
+async def list_accounts(platform: Platform, user: User) -> list[AccountOut]:
     async with platform.db.reading() as session:
-        rows = await session.scalars(
-            select(TradingAccount)
-            .where(TradingAccount.user_id == user.id)
-            .order_by(TradingAccount.created_at, TradingAccount.id)
-        )
-        return [AccountOut.model_validate(row) for row in rows]
+        return [AccountOut.model_validate(row) for row in await accounts_of(session, user)]
 
 
 async def get_account(platform: Platform, user: User, account_id: str) -> AccountOut:
@@ -198,12 +202,6 @@ def _new_order(
     )
 
 
-async def _market_price(platform: Platform, account: TradingAccount, symbol: str, side: str) -> Decimal:
-    """The latest quote, moved by the account's slippage."""
-    quote, _ = await cached_quote(platform, symbol)
-    return ledger.slipped(side, Decimal(str(quote.price)), account.slippage_bps)
-
-
 async def trade(
     platform: Platform,
     user: User,
@@ -228,10 +226,12 @@ async def trade(
 
 
 async def _quoted(platform: Platform, user: User, account_id: str, symbol: str, side: str) -> Decimal:
-    """A market order's price: read before the account's lock is taken (a quote may call the provider)."""
+    """A market order's price, the latest quote moved by the account's slippage: read before the account's
+    lock is taken (a quote may call the provider)."""
     async with platform.db.reading() as session:
         account = await owned_account(session, user, account_id)
-    return await _market_price(platform, account, symbol, side)
+    quote, _ = await cached_quote(platform, symbol)
+    return ledger.slipped(side, Decimal(str(quote.price)), account.slippage_bps)
 
 
 async def place_order(
@@ -266,9 +266,14 @@ async def place_order(
 
 
 async def _account_order(
-    session: AsyncSession, user: User, account_id: str, order_id: str, *, lock: bool = False
+    session: AsyncSession, user: User, account_id: str, order_id: str, *, lock: bool = False, trades: bool = False
 ) -> tuple[TradingAccount, TradingOrder]:
-    account = await (_active(session, user, account_id) if lock else owned_account(session, user, account_id))
+    """The order of the caller's account, both locked for a change; an order that would trade (a fill, a new
+    quantity or price) needs an active account, a cancel or a delete does not."""
+    if trades:
+        account = await _active(session, user, account_id)
+    else:
+        account = await owned_account(session, user, account_id, lock=lock)
     order = await session.get(TradingOrder, order_id, with_for_update=lock)
     if order is None or order.account_id != account.id:
         raise NotFound("no such order in this account", code="ORDER_NOT_FOUND")
@@ -286,7 +291,7 @@ async def update_order(
 ) -> OrderOut:
     """A pending limit order's quantity or price."""
     async with platform.db.session() as session:
-        _, order = await _account_order(session, user, account_id, order_id, lock=True)
+        _, order = await _account_order(session, user, account_id, order_id, lock=True, trades=True)
         if order.status != ledger.PENDING:
             raise _order_transition(order, "changed")
         if quantity is not None:
@@ -319,7 +324,7 @@ async def delete_order(platform: Platform, user: User, account_id: str, order_id
 async def fill_order(platform: Platform, user: User, account_id: str, order_id: str, price: Decimal | None) -> FillOut:
     """A pending order filled now, at ``price`` or its limit price, through the same checks as any fill."""
     async with platform.db.session() as session:
-        account, order = await _account_order(session, user, account_id, order_id, lock=True)
+        account, order = await _account_order(session, user, account_id, order_id, lock=True, trades=True)
         if order.status != ledger.PENDING:
             raise _order_transition(order, "filled")
         at = price if price is not None else order.price

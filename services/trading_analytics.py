@@ -17,7 +17,6 @@ from sqlalchemy import select
 from core.errors import AppError
 from db.base import utcnow
 from db.models import (
-    TradingAccount,
     TradingCashFlow,
     TradingRiskAssessment,
     TradingTrade,
@@ -40,7 +39,7 @@ from services.schemas.trading import (
     SummaryOut,
     TradeStatsOut,
 )
-from services.trading import owned_account
+from services.trading import accounts_of, owned_account
 
 # The most points an equity curve answers: the latest ones.
 MAX_CURVE_POINTS = 5_000
@@ -53,12 +52,7 @@ async def book(platform: Platform, user: User, account_id: str) -> Book:
 
 async def _books(platform: Platform, user: User) -> list[Book]:
     async with platform.db.reading() as session:
-        accounts = await session.scalars(
-            select(TradingAccount)
-            .where(TradingAccount.user_id == user.id)
-            .order_by(TradingAccount.created_at, TradingAccount.id)
-        )
-        return [await book_of(session, account) for account in accounts]
+        return [await book_of(session, account) for account in await accounts_of(session, user)]
 
 
 def overview(found: Book) -> OverviewOut:

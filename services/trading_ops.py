@@ -16,13 +16,13 @@ from sqlalchemy import select, update
 
 from core.errors import AppError, Conflict, NotFound
 from db.base import utcnow
-from db.models import Job, TradingAccount, TradingConfirmation, TradingDailyStat, TradingOrder, User
+from db.models import Job, TradingConfirmation, TradingDailyStat, TradingOrder, User
 from db.models.trading import mark_positions
 from domain import ledger
 from services import jobs
 from services.platform import Platform
 from services.schemas.trading import DailyStatOut, OrderOut, RefreshedOut
-from services.trading import owned_account
+from services.trading import accounts_of, owned_account
 from services.users import require_admin
 
 REFRESH, PENDING, DAILY_STATS = "trading_refresh_prices", "trading_pending_process", "trading_daily_stats_calculate"
@@ -88,7 +88,7 @@ async def daily_stats(platform: Platform, user: User, day: date | None, account_
             await owned_account(session, user, account_id)
             accounts = [account_id]
         else:
-            accounts = list(await session.scalars(select(TradingAccount.id).where(TradingAccount.user_id == user.id)))
+            accounts = [account.id for account in await accounts_of(session, user)]
         rows = await session.scalars(
             select(TradingDailyStat)
             .where(TradingDailyStat.account_id.in_(accounts), TradingDailyStat.day == day)

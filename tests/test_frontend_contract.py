@@ -188,3 +188,110 @@ async def test_lists_are_newest_first_and_the_compare_page_reads_metrics_in_orde
     assert compared["metrics"] == [{"returnRate": 0.2}, {"returnRate": 0.0}]
     related = data(await stack.http.get(f"/backtests/{ids[0]}/related", params={"limit": 10}, headers=headers))
     assert [t["id"] for t in related] == [ids[2], ids[1]]
+
+
+async def test_the_trading_pages_read_what_they_need(stack):
+    """/trading, /trading/accounts and /trading/analytics (contract §2.7): every money field a number."""
+    _, _, headers = await stack.new_account(PASSWORD)
+    empty = data(await stack.http.get("/trading/accounts/filter-config", headers=headers))
+    assert empty["totalAssets"] is None and empty["statusCounts"] == {"active": 0, "inactive": 0}
+    assert empty["accountTypeCounts"] == {"paper": 0}
+
+    zero = data(
+        await stack.http.post("/trading/accounts", json={"accountName": "零", "initialCapital": 0}, headers=headers),
+        201,
+    )
+    assert (
+        zero["isActive"] is True
+        and data(await stack.http.get(f"/trading/accounts/{zero['id']}/cash-flows", headers=headers)) == []
+    )
+    account = data(
+        await stack.http.post(
+            "/trading/accounts", json={"accountName": "主账户", "initialCapital": 10000}, headers=headers
+        ),
+        201,
+    )["id"]
+    data(await stack.http.put(f"/trading/accounts/{zero['id']}", json={}, headers=headers))
+    data(await stack.http.put(f"/trading/accounts/{zero['id']}", json={"isActive": False}, headers=headers))
+    listed = data(await stack.http.get("/trading/accounts", headers=headers))
+    assert [(a["accountName"], a["isActive"]) for a in listed] == [("零", False), ("主账户", True)]
+    assert all(isinstance(a["id"], str) and a["createdAt"] for a in listed)
+
+    base = f"/trading/accounts/{account}"
+    data(
+        await stack.http.post(f"{base}/buy", json={"symbol": "AAPL", "quantity": 1.5, "price": 10.25}, headers=headers)
+    )
+    data(await stack.http.post(f"{base}/sell", json={"symbol": "AAPL", "quantity": 0.5, "price": 12}, headers=headers))
+    too_dear = await stack.http.post(
+        f"{base}/buy", json={"symbol": "AAPL", "quantity": 1000, "price": 100}, headers=headers
+    )
+    assert error(too_dear, 409)["code"] == "INSUFFICIENT_FUNDS"
+    too_much = await stack.http.post(f"{base}/withdraw", json={"amount": 1e6}, headers=headers)
+    assert error(too_much, 409)["code"] == "INSUFFICIENT_FUNDS"
+    data(await stack.http.post(f"{base}/deposit", json={"amount": 100}, headers=headers))
+
+    overview = data(await stack.http.get(f"{base}/overview", headers=headers))
+    for field in (
+        "cashBalance",
+        "totalMarketValue",
+        "positionCount",
+        "unrealizedPnl",
+        "orderCount",
+        "pendingOrderCount",
+        "filledOrderCount",
+        "tradeCount",
+        "turnover",
+    ):
+        assert isinstance(overview[field], int | float), field
+    (position,) = data(await stack.http.get(f"{base}/positions", headers=headers))
+    assert (position["symbol"], position["quantity"], position["avgPrice"], position["lastPrice"]) == (
+        "AAPL",
+        1,
+        10.25,
+        12,
+    )
+    orders = data(await stack.http.get(f"{base}/orders", headers=headers))
+    assert [(o["side"], o["status"]) for o in orders] == [("SELL", "filled"), ("BUY", "filled")]
+    assert all({"id", "symbol", "quantity", "price", "createdAt"} <= set(o) for o in orders)
+    cancelled = await stack.http.post(f"{base}/orders/{orders[0]['id']}/cancel", headers=headers)
+    assert error(cancelled, 409)["code"] == "ORDER_INVALID_TRANSITION"
+    assert (
+        error(await stack.http.post(f"{base}/orders/missing/cancel", headers=headers), 404)["code"] == "ORDER_NOT_FOUND"
+    )
+
+    risk = data(await stack.http.get(f"{base}/risk-metrics", headers=headers))
+    assert risk["riskLevel"] in ("low", "medium", "high") and isinstance(risk["leverage"], float)
+    assert isinstance(risk["exposureRatio"], float) and isinstance(risk["riskScore"], int | float)
+    curve = data(await stack.http.get(f"{base}/equity-curve", headers=headers))
+    assert len(curve) == 4 and len({p["timestamp"] for p in curve}) == 4
+    assert all(isinstance(p["equity"], int | float) for p in curve)
+    stats = data(await stack.http.get(f"{base}/trade-stats", headers=headers))
+    assert (stats["tradeCount"], stats["turnover"]) == (2, 21.375)
+    flows = data(await stack.http.get(f"{base}/cash-flows", headers=headers))
+    assert [(f["flowType"], f["amount"]) for f in flows] == [
+        ("deposit", 100),
+        ("trade_sell", 6),
+        ("trade_buy", -15.375),
+        ("deposit", 10000),
+    ]
+    summary = data(await stack.http.get(f"{base}/cash-flows/summary", headers=headers))
+    assert (summary["totalInflow"], summary["totalOutflow"], summary["netFlow"]) == (10106, 15.375, 10090.625)
+
+    pending = await stack.http.get(f"{base}/risk-assessment", headers=headers)
+    assert error(pending, 202)["code"] == "RISK_ASSESSMENT_PENDING"
+    assessment = data(await stack.http.post(f"{base}/risk-assessment/evaluate", headers=headers))
+    assert isinstance(assessment["assessmentId"], str) and assessment["triggeredRuleIds"] == []
+    aggregate = data(await stack.http.get("/trading/accounts/aggregate", headers=headers))
+    for field in (
+        "accountCount",
+        "pendingOrderCount",
+        "totalEquity",
+        "totalCashBalance",
+        "totalMarketValue",
+        "totalUnrealizedPnl",
+    ):
+        assert isinstance(aggregate[field], int | float), field
+    config = data(await stack.http.get("/trading/accounts/filter-config", headers=headers))
+    assert config["statusCounts"] == {"active": 1, "inactive": 1}
+    assert set(config["riskLevelCounts"]) == {"LOW", "MEDIUM", "HIGH", "UNKNOWN"}
+    assert set(config["totalAssets"]) == {"min", "max", "average"} and config["accountTypeCounts"] == {"paper": 2}

@@ -188,7 +188,18 @@ async def append_flow(
     session: AsyncSession, account: TradingAccount, amount: Decimal, flow_type: str, trade_id: str | None = None
 ) -> TradingCashFlow:
     """The account's next cash flow."""
-    last = await _last_flow(session, account.id)
+    return await _next_flow(session, account, await _last_flow(session, account.id), amount, flow_type, trade_id)
+
+
+async def _next_flow(
+    session: AsyncSession,
+    account: TradingAccount,
+    last: TradingCashFlow | None,
+    amount: Decimal,
+    flow_type: str,
+    trade_id: str | None,
+) -> TradingCashFlow:
+    """The flow after ``last``, the account's latest."""
     flow = TradingCashFlow(
         account_id=account.id,
         user_id=account.user_id,
@@ -234,7 +245,8 @@ async def fill(session: AsyncSession, account: TradingAccount, order: TradingOrd
     against the account's cash and holding. Refused (``ledger.LedgerError``), it has written nothing."""
     position = await position_of(session, account, order.symbol)
     holding = ledger.Holding(position.quantity, position.avg_price, position.realized_pnl)
-    done = ledger.fill(order.side, order.quantity, price, holding, await cash_balance(session, account.id))
+    last = await _last_flow(session, account.id)
+    done = ledger.fill(order.side, order.quantity, price, holding, last.balance_after if last else ledger.ZERO)
     session.add(position)
     now = utcnow()
     order.status, order.filled_price, order.filled_at = ledger.FILLED, ledger.exact(price), now
@@ -253,7 +265,7 @@ async def fill(session: AsyncSession, account: TradingAccount, order: TradingOrd
     )
     session.add(trade)
     await session.flush()
-    flow = await append_flow(session, account, done.amount, done.flow_type, trade.id)
+    flow = await _next_flow(session, account, last, done.amount, done.flow_type, trade.id)
     position.quantity, position.avg_price = done.holding.quantity, done.holding.avg_price
     position.realized_pnl, position.last_price = done.holding.realized_pnl, order.filled_price
     await session.flush()
