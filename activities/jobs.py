@@ -7,8 +7,9 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple, TypeVar, cast
 
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import ColumnElement, Table, and_, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from temporalio import activity
@@ -395,6 +396,20 @@ def _ending(status: str, code: str | None, message: str | None) -> dict[str, Any
 
 def _level(status: str) -> str:
     return "info" if status == lifecycle.SUCCEEDED else "error" if status == lifecycle.FAILED else "warning"
+
+
+P = TypeVar("P", bound=BaseModel)
+
+
+async def job_payload(db: Database, job_id: str, model: type[P]) -> tuple[Job, P]:
+    """The job's row and its payload as its kind's model reads it; a payload that no longer reads is a
+    non-retryable INVALID_ARGUMENT."""
+    async with db.reading() as session:
+        job = await session.get_one(Job, job_id)
+    try:
+        return job, model.model_validate(job.payload)
+    except ValidationError as error:
+        raise activity_error("INVALID_ARGUMENT", str(error), retryable=False) from None
 
 
 def activity_error(code: str, message: str, *, retryable: bool) -> ApplicationError:

@@ -12,13 +12,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 
-from activities.jobs import activity_error, append_log
+from activities.jobs import activity_error, append_log, job_payload
 from db.engine import Database
-from db.models import Job, Portfolio
+from db.models import Portfolio
 from db.models.portfolios import latest_results, members_of
 from domain import portfolios as rules
 
@@ -65,12 +65,7 @@ class PortfolioActivities:
         return proposal
 
     async def _job(self, job_id: str, model: type[P]) -> tuple[str, P]:
-        async with self._db.reading() as session:
-            job = await session.get_one(Job, job_id)
-        try:
-            payload = model.model_validate(job.payload)
-        except ValidationError as error:
-            raise activity_error("INVALID_ARGUMENT", str(error), retryable=False) from None
+        job, payload = await job_payload(self._db, job_id, model)
         if job.user_id is None:  # only a portfolio's route starts these jobs, for its owner
             raise activity_error("PORTFOLIO_ACCESS_DENIED", "portfolio not found or access denied", retryable=False)
         return job.user_id, payload

@@ -17,16 +17,15 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 
-from activities.jobs import activity_error, append_log
+from activities.jobs import append_log, job_payload
 from core.errors import AppError
 from db.engine import Database
 from db.models import (
-    Job,
     TradingAccount,
     TradingCashFlow,
     TradingDailyStat,
@@ -227,12 +226,7 @@ class TradingActivities:
             return list(await session.scalars(query.order_by(TradingAccount.id)))
 
     async def _payload(self, job_id: str, model: type[P]) -> P:
-        async with self._db.reading() as session:
-            job = await session.get_one(Job, job_id)
-        try:
-            return model.model_validate(job.payload)
-        except ValidationError as error:
-            raise activity_error("INVALID_ARGUMENT", str(error), retryable=False) from None
+        return (await job_payload(self._db, job_id, model))[1]
 
     async def _held_symbols(self, account_id: str | None) -> set[str]:
         async with self._db.reading() as session:

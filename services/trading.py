@@ -146,7 +146,7 @@ async def deposit(platform: Platform, user: User, account_id: str, amount: Decim
     body = {"amount": str(amount)}
 
     async def move(session: AsyncSession, account: TradingAccount) -> CashMovedOut:
-        flow = await append_flow(session, account, _checked(ledger.positive, amount, "amount"), ledger.DEPOSIT)
+        flow = await append_flow(session, account, checked(ledger.positive, amount, "amount"), ledger.DEPOSIT)
         return CashMovedOut(cash_flow=CashFlowOut.model_validate(flow), cash_balance=flow.balance_after)
 
     return await _once(platform, user, account_id, "deposit", key, body, CashMovedOut, move)
@@ -156,14 +156,15 @@ async def withdraw(platform: Platform, user: User, account_id: str, amount: Deci
     body = {"amount": str(amount)}
 
     async def move(session: AsyncSession, account: TradingAccount) -> CashMovedOut:
-        signed = _checked(ledger.withdrawal, amount, await cash_balance(session, account.id))
+        signed = checked(ledger.withdrawal, amount, await cash_balance(session, account.id))
         flow = await append_flow(session, account, signed, ledger.WITHDRAW)
         return CashMovedOut(cash_flow=CashFlowOut.model_validate(flow), cash_balance=flow.balance_after)
 
     return await _once(platform, user, account_id, "withdraw", key, body, CashMovedOut, move)
 
 
-def _checked(rule: Callable[..., Any], *args: Any) -> Any:
+def checked(rule: Callable[..., Any], *args: Any) -> Any:
+    """``rule(*args)``, a refusal of the ledger's turned into its 400 or 409 answer."""
     try:
         return rule(*args)
     except ledger.LedgerError as error:
@@ -196,8 +197,8 @@ def _new_order(
         symbol=symbol,
         side=side,
         order_type=ledger.MARKET if price is None else ledger.LIMIT_ORDER,
-        quantity=_checked(ledger.positive, quantity, "quantity"),
-        price=None if price is None else _checked(ledger.positive, price, "price"),
+        quantity=checked(ledger.positive, quantity, "quantity"),
+        price=None if price is None else checked(ledger.positive, price, "price"),
         status=ledger.PENDING,
     )
 
@@ -295,9 +296,9 @@ async def update_order(
         if order.status != ledger.PENDING:
             raise _order_transition(order, "changed")
         if quantity is not None:
-            order.quantity = _checked(ledger.positive, quantity, "quantity")
+            order.quantity = checked(ledger.positive, quantity, "quantity")
         if price is not None:
-            order.price = _checked(ledger.positive, price, "price")
+            order.price = checked(ledger.positive, price, "price")
         await session.flush()
         return OrderOut.model_validate(order)
 
@@ -330,7 +331,7 @@ async def fill_order(platform: Platform, user: User, account_id: str, order_id: 
         at = price if price is not None else order.price
         if at is None:  # a market order is filled when placed; none waits without a price
             raise _order_transition(order, "filled without a price")
-        return await _fill(session, account, order, _checked(ledger.positive, at, "price"))
+        return await _fill(session, account, order, checked(ledger.positive, at, "price"))
 
 
 # --- idempotency ----------------------------------------------------------------------------------------------

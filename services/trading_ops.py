@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from core.errors import AppError, Conflict, NotFound
+from core.errors import Conflict, NotFound
 from db.base import utcnow
 from db.models import Job, TradingConfirmation, TradingDailyStat, TradingOrder, User
 from db.models.trading import mark_positions
@@ -22,7 +22,7 @@ from domain import ledger
 from services import jobs
 from services.platform import Platform
 from services.schemas.trading import DailyStatOut, OrderOut, RefreshedOut
-from services.trading import accounts_of, owned_account
+from services.trading import accounts_of, checked, owned_account
 from services.users import require_admin
 
 REFRESH, PENDING, DAILY_STATS = "trading_refresh_prices", "trading_pending_process", "trading_daily_stats_calculate"
@@ -32,19 +32,14 @@ OPS_TASK_TYPES = (REFRESH, PENDING, DAILY_STATS, BATCH, RISK_MONITOR, CLEANUP)
 CONFIRMATION_SECONDS = 300
 
 
-def _price(value: Decimal, symbol: str) -> Decimal:
-    try:
-        return ledger.positive(value, f"the price of {symbol}")
-    except ledger.LedgerError as error:
-        raise AppError(str(error), code=error.code, status=400) from None
-
-
 async def refresh_prices(
     platform: Platform, admin: User, price_updates: dict[str, Decimal], account_id: str | None
 ) -> RefreshedOut:
     """Open positions in these symbols marked at these prices now (one account, or every account)."""
     require_admin(admin)
-    prices = {symbol: _price(price, symbol) for symbol, price in price_updates.items()}
+    prices = {
+        symbol: checked(ledger.positive, price, f"the price of {symbol}") for symbol, price in price_updates.items()
+    }
     marked = await mark_positions(platform.db, prices, account_id)
     return RefreshedOut(updated_positions=marked, prices=prices)
 
