@@ -6,11 +6,8 @@ configured feed. Both clients run with ``raw_data=True``: bars go straight into 
 bar), and assets and snapshots are read leniently (a new exchange name upstream, or a snapshot bar without
 ``vw``, must not break the catalog or a quote, as alpaca-py's strict models would).
 
-alpaca-py has no timeout setting and its built-in retry waits a fixed 3 s on 429/504 only. So each client's
-``requests`` session gets a transport adapter (:class:`_BoundedAdapter`) that gives every request the configured
-timeout and retries 429, 5xx and refused/reset connections with exponential backoff (honouring Retry-After, capped)
-up to ``QUANTPOLY_ALPACA_MAX_RETRIES`` times, page by page, and the built-in retry loop is switched off. Timeouts
-are not retried: a hung upstream would otherwise hold the caller for (retries + 1) x timeout.
+Every request has the configured timeout and up to ``QUANTPOLY_ALPACA_MAX_RETRIES`` retries, page by page
+(``integrations.alpaca_http``).
 
 Every failure becomes an ``UpstreamError`` with a stable code; messages never carry the credentials.
 """
@@ -18,15 +15,13 @@ Every failure becomes an ``UpstreamError`` with a stable code; messages never ca
 from __future__ import annotations
 
 import logging
-import random
 import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 import pandas as pd
 import requests
@@ -39,17 +34,14 @@ from alpaca.data.timeframe import TimeFrame, TimeFrameUnit
 from alpaca.trading.client import TradingClient
 from alpaca.trading.enums import AssetClass, AssetStatus
 from alpaca.trading.requests import GetAssetsRequest
-from pydantic import ValidationError
-from requests.adapters import HTTPAdapter
-from urllib3.exceptions import ReadTimeoutError
 
 from core.errors import AppError, InvalidInput, UpstreamError
 from core.settings import Settings
+from integrations.alpaca_http import MALFORMED, Credentials, Limits, bound, upstream_error, upstream_message
 from integrations.market_data import BAR_COLUMNS, Asset, ProviderHealth, Quote
 
 logger = logging.getLogger(__name__)
 
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 SYMBOL = re.compile(r"^[A-Z0-9][A-Z0-9.\-]{0,19}$")
 TIMEFRAME = re.compile(r"^(\d{1,2})(Min|Hour|Day|Week|Month)$")
 UNITS = {
@@ -59,66 +51,8 @@ UNITS = {
     "Week": TimeFrameUnit.Week,
     "Month": TimeFrameUnit.Month,
 }
-# Shapes a broken upstream answer can raise while alpaca-py or we read it (JSONDecodeError is a ValueError).
-MALFORMED = (ValueError, KeyError, TypeError, AttributeError, IndexError, ValidationError)
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class _Credentials:
-    key: str = field(repr=False)
-    secret: str = field(repr=False)
-
-    def scrub(self, text: str) -> str:
-        for value in (self.key, self.secret):
-            text = text.replace(value, "***")
-        return text
-
-
-class _BoundedAdapter(HTTPAdapter):
-    """A default timeout for every request and retries with backoff on 429, 5xx and connection failures."""
-
-    def __init__(self, *, timeout: float, retries: int, backoff: float, backoff_max: float) -> None:
-        super().__init__()
-        self._timeout = timeout
-        self._retries = retries
-        self._backoff = backoff
-        self._backoff_max = backoff_max
-
-    def _delay(self, attempt: int, retry_after: str | None = None) -> float:
-        delay = self._backoff * (2**attempt)
-        delay = delay / 2 + random.random() * delay / 2  # jitter: concurrent callers do not retry in step
-        if retry_after:
-            try:
-                delay = max(delay, float(retry_after))
-            except ValueError:
-                pass  # an HTTP date: the exponential delay stands
-        return min(delay, self._backoff_max)
-
-    def send(self, request, stream=False, timeout=None, **kwargs):  # type: ignore[override]
-        if timeout is None:
-            timeout = (self._timeout, self._timeout)  # connect, read (between bytes)
-        path = urlsplit(request.url).path  # never the query or the headers in a log line
-        attempt = 0
-        while True:
-            try:
-                response = super().send(request, stream=stream, timeout=timeout, **kwargs)
-            except requests.ConnectionError as error:
-                if isinstance(error, requests.Timeout) or attempt >= self._retries:
-                    raise
-                delay, reason = self._delay(attempt), "could not be reached"
-            else:
-                if response.status_code not in RETRY_STATUSES or attempt >= self._retries:
-                    return response
-                delay = self._delay(attempt, response.headers.get("Retry-After"))
-                reason = f"answered HTTP {response.status_code}"
-                response.close()
-            attempt += 1
-            logger.warning(
-                "alpaca %s %s %s; retry %d of %d in %.2f s", request.method, path, reason, attempt, self._retries, delay
-            )
-            time.sleep(delay)
 
 
 @dataclass
@@ -140,14 +74,13 @@ class AlpacaProvider:
                 code="ALPACA_CONFIG_MISSING",
                 status=503,
             )
-        self._credentials = _Credentials(key, secret)
+        self._credentials = Credentials(key, secret)
         self.data_url = settings.alpaca_data_url.rstrip("/")
         self.trading_url = settings.alpaca_trading_url.rstrip("/")
         self.feed = DataFeed(settings.alpaca_feed)
         self.timeout_seconds = settings.alpaca_timeout_seconds
         self.max_retries = settings.alpaca_max_retries
-        self._backoff = backoff_seconds
-        self._backoff_max = backoff_max_seconds
+        self._limits = Limits(self.timeout_seconds, self.max_retries, backoff_seconds, backoff_max_seconds)
         # requests sessions are not documented as thread-safe: each thread gets its own pair of clients.
         self._local = threading.local()
         self._lock = threading.Lock()
@@ -172,22 +105,10 @@ class AlpacaProvider:
                     api_key=creds.key, secret_key=creds.secret, raw_data=True, url_override=self.trading_url
                 ),
             )
-            self._bound(clients.data)
-            self._bound(clients.trading)
+            bound(clients.data, self._limits)
+            bound(clients.trading, self._limits)
             self._local.clients = clients
         return clients
-
-    def _bound(self, client: Any) -> None:
-        session = getattr(client, "_session", None)
-        if not isinstance(session, requests.Session) or not isinstance(getattr(client, "_retry", None), int):
-            # Without these, requests would have no timeout at all: refuse rather than hang silently.
-            raise RuntimeError("this alpaca-py version has no RESTClient._session/_retry; AlpacaProvider needs them")
-        client._retry = 0  # alpaca-py's own loop (fixed 3 s wait, 429/504 only) is off; the adapter retries
-        adapter = _BoundedAdapter(
-            timeout=self.timeout_seconds, retries=self.max_retries, backoff=self._backoff, backoff_max=self._backoff_max
-        )
-        session.mount("https://", adapter)
-        session.mount("http://", adapter)
 
     # --- calls, timing and error mapping ------------------------------------------------------------------
 
@@ -212,33 +133,14 @@ class AlpacaProvider:
 
     def _upstream_error(self, error: Exception, operation: str, symbol: str | None) -> UpstreamError:
         where = f"alpaca {operation}" + (f" for {symbol}" if symbol else "")
-
-        def make(code: str, text: str) -> UpstreamError:
-            return UpstreamError(code, self._credentials.scrub(f"{where}: {text}"))
-
-        if isinstance(error, APIError):
+        if isinstance(error, APIError) and symbol:
             status = error.status_code or 0
-            detail = _upstream_message(error)
-            said = f" ({detail})" if detail else ""
-            if status in (401, 403):
-                return make("UPSTREAM_AUTH_FAILED", f"the credentials were refused (HTTP {status}){said}")
-            if status == 429:
-                return make("UPSTREAM_RATE_LIMITED", f"rate limited (HTTP 429) after {self.max_retries} retries")
-            if symbol and (status == 404 or (status in (400, 422) and "symbol" in detail.lower())):
-                return make("ASSET_NOT_FOUND", f"unknown symbol (HTTP {status}){said}")
-            if status in RETRY_STATUSES:
-                return make("UPSTREAM_UNAVAILABLE", f"HTTP {status} after {self.max_retries} retries{said}")
-            return make("UPSTREAM_UNAVAILABLE", f"unexpected HTTP {status}{said}")
-        if isinstance(error, requests.Timeout) or (
-            isinstance(error, requests.ConnectionError) and any(isinstance(a, ReadTimeoutError) for a in error.args)
-        ):
-            # A read timeout while the body streams surfaces from requests as a ConnectionError.
-            return make("UPSTREAM_TIMEOUT", f"no answer within {self.timeout_seconds:g} s")
-        if isinstance(error, requests.ConnectionError):
-            return make("UPSTREAM_UNAVAILABLE", f"connection failed after {self.max_retries} retries")
-        if isinstance(error, requests.RequestException) and not isinstance(error, ValueError):
-            return make("UPSTREAM_UNAVAILABLE", f"request failed ({type(error).__name__})")
-        return make("UPSTREAM_UNAVAILABLE", f"malformed response ({type(error).__name__})")
+            detail = upstream_message(error)
+            if status == 404 or (status in (400, 422) and "symbol" in detail.lower()):
+                said = f" ({detail})" if detail else ""
+                text = f"{where}: unknown symbol (HTTP {status}){said}"
+                return UpstreamError("ASSET_NOT_FOUND", self._credentials.scrub(text))
+        return upstream_error(error, where, self._credentials, self._limits)
 
     # --- the interface ----------------------------------------------------------------------------------
 
@@ -430,12 +332,3 @@ def _moment(text: str) -> datetime:
     stamp = pd.Timestamp(text)
     stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
     return stamp.floor("us").to_pydatetime()
-
-
-def _upstream_message(error: APIError) -> str:
-    """Alpaca's ``{"code", "message"}`` body, or nothing: a proxy's HTML page is not worth repeating."""
-    try:
-        message = error.message
-    except Exception:  # not JSON, or no message in it
-        return ""
-    return str(message)[:200] if message else ""
