@@ -31,6 +31,7 @@ from temporalio.worker import Worker
 
 from activities.auth import AuthActivities
 from activities.backtests import BacktestActivities
+from activities.broker import BrokerActivities
 from activities.jobs import JobActivities
 from activities.market_data import MarketDataActivities
 from activities.performance import PerformanceActivities
@@ -50,6 +51,7 @@ from integrations.optuna_storage import mirror_for, storage_url
 from workflows.auth_token import AuthTokenWorkflow
 from workflows.backtest import BacktestWorkflowV3
 from workflows.backtest_earlier import BacktestWorkflow, BacktestWorkflowV2
+from workflows.broker_order import BrokerOrderWorkflow
 from workflows.job import JobReconcilerWorkflow, JobWorkflow, JobWorkflowV2
 from workflows.research import ResearchWorkflow
 from workflows.scheduled_job import ScheduledJobWorkflow
@@ -67,6 +69,7 @@ WORKFLOWS: Sequence[type] = (
     BacktestWorkflow,  # kept for runs started before BacktestWorkflowV2
     BacktestWorkflowV2,  # kept for runs started before BacktestWorkflowV3
     BacktestWorkflowV3,
+    BrokerOrderWorkflow,
     ResearchWorkflow,
     ScheduledJobWorkflow,
 )
@@ -137,7 +140,8 @@ def build_worker(
     optuna = mirror_for(storage_url(settings.db_url))
     research = ResearchActivities(db, market, jobs, pool, settings.worker_processes, optuna)
     performance = PerformanceActivities(db, market, settings.research_default_symbol)
-    trading = TradingActivities(db, provider)
+    trading = TradingActivities(db, provider, client, settings)
+    broker_orders = BrokerActivities(db, settings)
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
@@ -172,6 +176,10 @@ def build_worker(
             trading.batch_execute,
             trading.risk_monitor,
             trading.account_cleanup,
+            broker_orders.submit,
+            broker_orders.poll,
+            broker_orders.cancel,
+            broker_orders.settle,
         ],
         max_concurrent_activities=settings.worker_max_concurrent_activities,
         max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,

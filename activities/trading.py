@@ -21,9 +21,11 @@ from pydantic import BaseModel
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
+from temporalio.client import Client
 
 from activities.jobs import append_log, job_payload
 from core.errors import AppError
+from core.settings import Settings
 from db.engine import Database
 from db.models import (
     TradingAccount,
@@ -34,17 +36,23 @@ from db.models import (
     TradingTrade,
 )
 from db.models.trading import assess, fill, mark_positions
-from domain import ledger
+from domain import broker, ledger
 from integrations.market_data import MarketDataProvider
+from workflows.dispatch import follow_order
 
 P = TypeVar("P", bound=BaseModel)
 log = logging.getLogger(__name__)
+# A broker order younger than this may still be having its workflow started by the API that wrote it.
+LOST_START_GRACE = timedelta(seconds=10)
+MAX_FOLLOWED_PER_RUN = 1_000
 
 
 class TradingActivities:
-    def __init__(self, db: Database, market: MarketDataProvider) -> None:
+    def __init__(self, db: Database, market: MarketDataProvider, temporal: Client, settings: Settings) -> None:
         self._db = db
         self._market = market
+        self._temporal = temporal
+        self._settings = settings
 
     @activity.defn(name="trading_refresh_prices")
     async def refresh_prices(self, job_id: str) -> dict[str, Any]:
@@ -66,14 +74,21 @@ class TradingActivities:
 
     @activity.defn(name="trading_pending_process")
     async def process_pending(self, job_id: str) -> dict[str, Any]:
-        """Pending limit orders, oldest first, filled at their limit price where the latest quote reached it; an
-        order the account can no longer pay for (or hold) fails with the reason."""
+        """Pending limit orders of paper accounts, oldest first, filled at their limit price where the latest quote
+        reached it; an order the account can no longer pay for (or hold) fails with the reason. A broker
+        account's pending order whose workflow is not running (its start was lost) has it started again."""
         payload = await self._payload(job_id, ledger.PendingProcessPayload)
+        followed = await self._follow_broker_orders()
         async with self._db.reading() as session:
             pending = list(
                 await session.scalars(
                     select(TradingOrder)
-                    .where(TradingOrder.status == ledger.PENDING, TradingOrder.price.is_not(None))
+                    .join(TradingAccount, TradingAccount.id == TradingOrder.account_id)
+                    .where(
+                        TradingOrder.status == ledger.PENDING,
+                        TradingOrder.price.is_not(None),
+                        TradingAccount.broker == broker.PAPER,
+                    )
                     .order_by(TradingOrder.created_at, TradingOrder.id)
                     .limit(payload.max_trades)
                 )
@@ -92,7 +107,36 @@ class TradingActivities:
             "processed": len(pending),
             **{k: outcomes[k] for k in ("filled", "failed", "waiting", "skipped")},
             "failedSymbols": failed,
+            "brokerOrdersFollowed": followed,
         }
+
+    async def _follow_broker_orders(self) -> int:
+        """Every pending order of a broker account older than a moment, its workflow started where it is not
+        running (a running one is kept); how many were checked."""
+        before = datetime.now(UTC) - LOST_START_GRACE
+        async with self._db.reading() as session:
+            rows = (
+                await session.execute(
+                    select(TradingOrder.id, TradingOrder.user_id)
+                    .join(TradingAccount, TradingAccount.id == TradingOrder.account_id)
+                    .where(
+                        TradingOrder.status == ledger.PENDING,
+                        TradingAccount.broker != broker.PAPER,
+                        TradingOrder.created_at < before,
+                    )
+                    .order_by(TradingOrder.created_at)
+                    .limit(MAX_FOLLOWED_PER_RUN)
+                )
+            ).all()
+        for order_id, user_id in rows:
+            await follow_order(
+                self._temporal,
+                order_id,
+                user_id,
+                task_queue=self._settings.task_queue,
+                heartbeat_timeout_seconds=self._settings.job_heartbeat_timeout_seconds,
+            )
+        return len(rows)
 
     async def _filled(self, order_id: str, account_id: str, market: Decimal) -> str:
         """The order filled at its limit price in one transaction under its account's lock: "filled"; "failed"
@@ -153,6 +197,8 @@ class TradingActivities:
                 return {"orderId": None, "status": ledger.FAILED, "errorCode": "ACCOUNT_NOT_FOUND"}
             if not account.is_active:
                 return {"orderId": None, "status": ledger.FAILED, "errorCode": "ACCOUNT_INACTIVE"}
+            if account.broker != broker.PAPER:  # its orders are the broker's to fill
+                return {"orderId": None, "status": ledger.FAILED, "errorCode": "BROKER_ACCOUNT"}
             price = request.price
             if price is None:
                 if quote is None:

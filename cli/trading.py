@@ -9,6 +9,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import click
+from pydantic import ValidationError
 
 from cli import context
 from cli.jobs import find_user, follow, user_option, wait_option
@@ -19,6 +20,7 @@ from services import trading_analytics as analytics
 from services import trading_ops as ops
 from services.platform import Platform
 from services.schemas.jobs import JobOut
+from services.schemas.trading import AccountIn
 
 key_option = click.option(
     "--idempotency-key", default=None, help="Repeat-safe key: the same key and request answer once."
@@ -74,12 +76,30 @@ async def accounts(user_email) -> None:
 @trading_group.command("account-create")
 @user_option
 @click.option("--name", required=True)
-@click.option("--capital", type=DECIMAL, default=None, help="Initial capital, recorded as a deposit.")
+@click.option("--capital", type=DECIMAL, default=None, help="Initial capital, recorded as a deposit (paper only).")
 @click.option("--slippage-bps", type=DECIMAL, default=Decimal(0), show_default=True)
+@click.option(
+    "--broker",
+    type=click.Choice(["paper", "alpaca"]),
+    default="paper",
+    show_default=True,
+    help="alpaca: orders go to Alpaca paper trading with the account's own keys (asked for, not echoed).",
+)
 @command_runner
-async def account_create(user_email, name, capital, slippage_bps) -> None:
-    """Open an active paper account."""
-    await _as_user(user_email, lambda p, u: trading.create_account(p, u, name, capital, slippage_bps))
+async def account_create(user_email, name, capital, slippage_bps, broker) -> None:
+    """Open an active paper account, or one trading at Alpaca's paper broker."""
+    keys: dict[str, str] = {}
+    if broker == "alpaca":
+        # Prompted, never taken as options: they would stay in the shell's history and the process list.
+        keys["apiKey"] = click.prompt("Alpaca paper API key", hide_input=True)
+        keys["secretKey"] = click.prompt("Alpaca paper secret key", hide_input=True)
+    try:
+        request = AccountIn.model_validate(
+            {"accountName": name, "initialCapital": capital, "slippageBps": slippage_bps, "broker": broker, **keys}
+        )
+    except ValidationError as error:  # its message only: the input may be a key
+        raise click.UsageError(f"{'.'.join(map(str, error.errors()[0]['loc']))}: {error.errors()[0]['msg']}") from None
+    await _as_user(user_email, lambda p, u: trading.create_account(p, u, request))
 
 
 @trading_group.command("account-show")
@@ -110,7 +130,11 @@ async def account_update(user_email, account_id, name, active, slippage_bps) -> 
 
 
 def _fill_command(name: str, side: str) -> None:
-    @trading_group.command(name, help=f"{side.title()} now: the order, its trade, the cash flow and the position.")
+    @trading_group.command(
+        name,
+        help=f"{side.title()} now: the order, its trade, the cash flow and the position (a broker account's order "
+        "is sent to the broker, and filled when it says so).",
+    )
     @user_option
     @click.argument("account_id")
     @click.argument("symbol")
@@ -121,12 +145,10 @@ def _fill_command(name: str, side: str) -> None:
     async def command(user_email, account_id, symbol, quantity, price, idempotency_key) -> None:
         await _as_user(
             user_email,
-            lambda p, u: trading.trade(
+            lambda p, u: trading.buy_or_sell(
                 p, u, account_id, side, symbol.strip().upper(), quantity, price, idempotency_key
             ),
         )
-
-    command.__doc__ = f"{side.title()} now: the order, its trade, the cash flow and the position at once."
 
 
 _fill_command("buy", "BUY")

@@ -7,9 +7,14 @@ import sys
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from core.security import SecretBox
+
+LIVE_TRADING_HOST = "api.alpaca.markets"
 
 
 class Settings(BaseSettings):
@@ -88,6 +93,11 @@ class Settings(BaseSettings):
     alpaca_timeout_seconds: float = Field(default=10.0, gt=0)
     alpaca_max_retries: int = Field(default=3, ge=0, le=10)
     synthetic_seed: int = 7
+    # Broker accounts (Alpaca paper trading, at alpaca_trading_url): their keys are sealed at rest with these
+    # Fernet keys, comma-separated, the first sealing and all opening (core.security.SecretBox). Unset,
+    # development and test keep a generated one in var/broker-credentials.key; staging and production refuse
+    # broker accounts without them.
+    broker_credentials_keys: SecretStr | None = None
     market_sync_parallelism: int = Field(default=4, ge=1, le=32)
     # The most bars one request (history, sync, indicators) may cover, counted for its timeframe around the
     # clock (1Hour: 24 a day): bounds the work and memory of a single request.
@@ -152,6 +162,16 @@ class Settings(BaseSettings):
                 "ALPACA_CONFIG_MISSING: QUANTPOLY_ALPACA_API_KEY and QUANTPOLY_ALPACA_SECRET_KEY are required "
                 "when QUANTPOLY_MARKET_DATA_PROVIDER=alpaca"
             )
+        if urlsplit(self.alpaca_trading_url).hostname == LIVE_TRADING_HOST:
+            # Broker accounts are paper accounts: an order must never reach a live brokerage account.
+            raise ValueError("QUANTPOLY_ALPACA_TRADING_URL must be a paper trading endpoint, not live trading")
+        if self.broker_credentials_keys is not None:
+            try:
+                SecretBox(self.broker_keys)
+            except ValueError:
+                raise ValueError(
+                    "QUANTPOLY_BROKER_CREDENTIALS_KEYS must be Fernet keys (32 url-safe base64 bytes), comma-separated"
+                ) from None
         if self.smtp_ssl and self.smtp_starttls:
             raise ValueError("QUANTPOLY_SMTP_SSL and QUANTPOLY_SMTP_STARTTLS exclude each other")
         return self
@@ -159,6 +179,12 @@ class Settings(BaseSettings):
     @property
     def db_url(self) -> str:
         return self.database_url or f"sqlite+aiosqlite:///{self.var_dir / 'quantpoly.db'}"
+
+    @property
+    def broker_keys(self) -> list[str]:
+        """The configured keys that seal broker credentials (none: see ``broker_credentials_keys``)."""
+        text = self.broker_credentials_keys.get_secret_value() if self.broker_credentials_keys else ""
+        return [key.strip() for key in text.split(",") if key.strip()]
 
     @property
     def mail_dir(self) -> Path:

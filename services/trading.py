@@ -12,8 +12,10 @@ writes, and the same key with the same body gets that answer again (``idempotent
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -23,7 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.errors import AccessDenied, AppError, Conflict, InvalidInput, NotFound
+from core.errors import AccessDenied, AppError, Conflict, InvalidInput, NotFound, ServiceUnavailable, UpstreamError
 from db.models import (
     TradingAccount,
     TradingCashFlow,
@@ -33,11 +35,14 @@ from db.models import (
     TradingTrade,
     User,
 )
-from db.models.trading import append_flow, cash_balance, fill
-from domain import ledger
+from db.models.trading import affordable, append_flow, cash_balance, fill
+from domain import broker, ledger
+from integrations.alpaca_http import Credentials
+from integrations.broker import AlpacaBroker, broker_box, seal_credentials
 from services.market import cached_quote
 from services.platform import Platform
 from services.schemas.trading import (
+    AccountIn,
     AccountOut,
     CashFlowOut,
     CashMovedOut,
@@ -47,8 +52,10 @@ from services.schemas.trading import (
     PositionOut,
     TradeOut,
 )
+from workflows.dispatch import follow_order
 
 Answer = TypeVar("Answer", bound=BaseModel)
+log = logging.getLogger(__name__)
 
 
 def _ledger_error(error: ledger.LedgerError) -> AppError:
@@ -79,23 +86,54 @@ async def _active(session: AsyncSession, user: User, account_id: str) -> Trading
     return account
 
 
-async def create_account(
-    platform: Platform, user: User, name: str, initial_capital: Decimal | None, slippage_bps: Decimal
-) -> AccountOut:
-    """An active account; a positive initial capital is its first cash flow, a deposit."""
-    capital = None
-    if initial_capital is not None and initial_capital != 0:
-        try:
-            capital = ledger.positive(initial_capital, "initialCapital")
-        except ledger.LedgerError as error:
-            raise _ledger_error(error) from None
-    account = TradingAccount(user_id=user.id, account_name=name, is_active=True, slippage_bps=slippage_bps)
+async def create_account(platform: Platform, user: User, request: AccountIn) -> AccountOut:
+    """An active account. A paper account's positive initial capital is its first cash flow, a deposit; a broker
+    account's keys are checked with the broker, sealed, and its cash at the broker is its first deposit."""
+    capital, sealed = None, None
+    if request.broker == broker.ALPACA:
+        credentials = _broker_credentials(request)
+        sealed = seal_credentials(broker_box(platform.settings), credentials)
+        capital = await _broker_cash(platform, credentials)
+    elif request.api_key is not None or request.secret_key is not None:
+        raise InvalidInput("apiKey and secretKey belong to broker accounts only")
+    elif request.initial_capital is not None and request.initial_capital != 0:
+        capital = checked(ledger.positive, request.initial_capital, "initialCapital")
+    account = TradingAccount(
+        user_id=user.id,
+        account_name=request.account_name,
+        is_active=True,
+        slippage_bps=request.slippage_bps,
+        broker=request.broker,
+        broker_credentials=sealed,
+    )
     async with platform.db.session() as session:
         session.add(account)
         await session.flush()
-        if capital is not None:
+        if capital is not None and capital > 0:
             await append_flow(session, account, capital, ledger.DEPOSIT)
     return AccountOut.model_validate(account)
+
+
+def _broker_credentials(request: AccountIn) -> Credentials:
+    if request.api_key is None or request.secret_key is None:
+        raise InvalidInput("a broker account needs the apiKey and secretKey of its Alpaca paper account")
+    if request.initial_capital is not None and request.initial_capital != 0:
+        raise InvalidInput("a broker account's cash is its cash at the broker: initialCapital does not apply")
+    return Credentials(request.api_key.get_secret_value(), request.secret_key.get_secret_value())
+
+
+async def _broker_cash(platform: Platform, credentials: Credentials) -> Decimal:
+    """The cash of the paper account the keys open; keys the broker refuses are a 400."""
+    try:
+        found = await asyncio.to_thread(lambda: AlpacaBroker(credentials, platform.settings).account())
+    except UpstreamError as error:
+        if error.code == "UPSTREAM_AUTH_FAILED":
+            raise InvalidInput(
+                "Alpaca refused these keys: give the API key and secret of an Alpaca paper trading account",
+                code="BROKER_CREDENTIALS_INVALID",
+            ) from None
+        raise
+    return found.cash
 
 
 async def accounts_of(session: AsyncSession, user: User) -> list[TradingAccount]:
@@ -146,6 +184,7 @@ async def deposit(platform: Platform, user: User, account_id: str, amount: Decim
     body = {"amount": str(amount)}
 
     async def move(session: AsyncSession, account: TradingAccount) -> CashMovedOut:
+        _paper_cash(account)
         flow = await append_flow(session, account, checked(ledger.positive, amount, "amount"), ledger.DEPOSIT)
         return CashMovedOut(cash_flow=CashFlowOut.model_validate(flow), cash_balance=flow.balance_after)
 
@@ -156,11 +195,17 @@ async def withdraw(platform: Platform, user: User, account_id: str, amount: Deci
     body = {"amount": str(amount)}
 
     async def move(session: AsyncSession, account: TradingAccount) -> CashMovedOut:
+        _paper_cash(account)
         signed = checked(ledger.withdrawal, amount, await cash_balance(session, account.id))
         flow = await append_flow(session, account, signed, ledger.WITHDRAW)
         return CashMovedOut(cash_flow=CashFlowOut.model_validate(flow), cash_balance=flow.balance_after)
 
     return await _once(platform, user, account_id, "withdraw", key, body, CashMovedOut, move)
+
+
+def _paper_cash(account: TradingAccount) -> None:
+    if account.broker != broker.PAPER:
+        raise Conflict("a broker account's cash moves at the broker, not here", code="BROKER_MANAGED_CASH")
 
 
 def checked(rule: Callable[..., Any], *args: Any) -> Any:
@@ -235,6 +280,22 @@ async def _quoted(platform: Platform, user: User, account_id: str, symbol: str, 
     return ledger.slipped(side, Decimal(str(quote.price)), account.slippage_bps)
 
 
+async def buy_or_sell(
+    platform: Platform,
+    user: User,
+    account_id: str,
+    side: str,
+    symbol: str,
+    quantity: Decimal,
+    price: Decimal | None,
+    key: str | None,
+) -> OrderPlacedOut:
+    """A paper account's buy or sell filled now (``trade``); a broker account's sent to the broker."""
+    if (await _account_of(platform, user, account_id)).broker != broker.PAPER:
+        return await _broker_order(platform, user, account_id, side.lower(), side, symbol, quantity, price, key)
+    return _placed(await trade(platform, user, account_id, side, symbol, quantity, price, key))
+
+
 async def place_order(
     platform: Platform,
     user: User,
@@ -245,16 +306,12 @@ async def place_order(
     price: Decimal | None,
     key: str | None,
 ) -> OrderPlacedOut:
-    """A limit order, pending until the market reaches its price; or a market order, filled now."""
+    """A paper account's limit order, pending until the market reaches its price, or its market order, filled
+    now; a broker account's order of either kind, sent to the broker."""
+    if (await _account_of(platform, user, account_id)).broker != broker.PAPER:
+        return await _broker_order(platform, user, account_id, "order", side, symbol, quantity, price, key)
     if price is None:
-        filled = await trade(platform, user, account_id, side, symbol, quantity, None, key)
-        return OrderPlacedOut(
-            order=filled.order,
-            trade=filled.trade,
-            cash_flow=filled.cash_flow,
-            position=filled.position,
-            idempotent=filled.idempotent,
-        )
+        return _placed(await trade(platform, user, account_id, side, symbol, quantity, None, key))
     body = {"symbol": symbol, "side": side, "quantity": str(quantity), "price": str(price)}
 
     async def place(session: AsyncSession, account: TradingAccount) -> OrderPlacedOut:
@@ -264,6 +321,85 @@ async def place_order(
         return OrderPlacedOut(order=OrderOut.model_validate(order))
 
     return await _once(platform, user, account_id, "order", key, body, OrderPlacedOut, place)
+
+
+def _placed(filled: FillOut) -> OrderPlacedOut:
+    return OrderPlacedOut(
+        order=filled.order,
+        trade=filled.trade,
+        cash_flow=filled.cash_flow,
+        position=filled.position,
+        idempotent=filled.idempotent,
+    )
+
+
+async def _account_of(platform: Platform, user: User, account_id: str) -> TradingAccount:
+    async with platform.db.reading() as session:
+        return await owned_account(session, user, account_id)
+
+
+# --- a broker account's orders --------------------------------------------------------------------------------
+
+
+async def _broker_order(
+    platform: Platform,
+    user: User,
+    account_id: str,
+    action: str,
+    side: str,
+    symbol: str,
+    quantity: Decimal,
+    price: Decimal | None,
+    key: str | None,
+) -> OrderPlacedOut:
+    """The order written pending, if the account could pay for it (or hold it) now, at its limit price or the
+    latest quote; then its workflow sends it to the broker and writes its fill when the broker reports one."""
+    body = {"symbol": symbol, "side": side, "quantity": str(quantity), "price": None if price is None else str(price)}
+    estimate = price if price is not None else Decimal(str((await cached_quote(platform, symbol))[0].price))
+
+    async def place(session: AsyncSession, account: TradingAccount) -> OrderPlacedOut:
+        order = _new_order(account, symbol, side, quantity, price)
+        try:
+            await affordable(session, account, side, symbol, order.quantity, estimate)
+        except ledger.LedgerError as error:
+            raise _ledger_error(error) from None
+        session.add(order)
+        await session.flush()
+        return OrderPlacedOut(order=OrderOut.model_validate(order))
+
+    placed = await _once(platform, user, account_id, action, key, body, OrderPlacedOut, place)
+    await _follow(platform, placed.order.id, user.id)
+    return placed
+
+
+async def _follow(platform: Platform, order_id: str, user_id: str, *, cancel: bool = False) -> None:
+    """Start the order's workflow (kept if it runs). A lost start is made good by ``trading_pending_process``;
+    a cancel that cannot reach Temporal is refused."""
+    try:
+        await follow_order(
+            platform.temporal,
+            order_id,
+            user_id,
+            task_queue=platform.settings.task_queue,
+            heartbeat_timeout_seconds=platform.settings.job_heartbeat_timeout_seconds,
+            cancel=cancel,
+        )
+    except Exception:
+        if cancel:
+            log.exception("could not ask the workflow of broker order %s to cancel it", order_id)
+            raise ServiceUnavailable(
+                "the order's workflow cannot be reached; try again", code="TASK_ORCHESTRATION_UNAVAILABLE"
+            ) from None
+        log.warning("could not start the workflow of broker order %s; the pending-order job will", order_id)
+
+
+def _at_broker(account: TradingAccount, order: TradingOrder, action: str) -> None:
+    """A pending order sent to the broker ends as the broker says: here it can only be cancelled."""
+    if account.broker != broker.PAPER and order.status == ledger.PENDING:
+        raise Conflict(
+            f"an order sent to the broker cannot be {action} here: cancel it (and place another)",
+            code="ORDER_INVALID_TRANSITION",
+        )
 
 
 async def _account_order(
@@ -292,7 +428,8 @@ async def update_order(
 ) -> OrderOut:
     """A pending limit order's quantity or price."""
     async with platform.db.session() as session:
-        _, order = await _account_order(session, user, account_id, order_id, lock=True, trades=True)
+        account, order = await _account_order(session, user, account_id, order_id, lock=True, trades=True)
+        _at_broker(account, order, "changed")
         if order.status != ledger.PENDING:
             raise _order_transition(order, "changed")
         if quantity is not None:
@@ -304,19 +441,26 @@ async def update_order(
 
 
 async def cancel_order(platform: Platform, user: User, account_id: str, order_id: str) -> OrderOut:
+    """A pending order cancelled; one sent to the broker is cancelled there, and stays pending until the
+    broker says it is (a fill that came first stands)."""
     async with platform.db.session() as session:
-        _, order = await _account_order(session, user, account_id, order_id, lock=True)
+        account, order = await _account_order(session, user, account_id, order_id, lock=True)
         if order.status != ledger.PENDING:
             raise _order_transition(order, "cancelled")
-        order.status = ledger.CANCELLED
-        await session.flush()
-        return OrderOut.model_validate(order)
+        if account.broker == broker.PAPER:
+            order.status = ledger.CANCELLED
+            await session.flush()
+        answer = OrderOut.model_validate(order)
+    if account.broker != broker.PAPER:
+        await _follow(platform, order_id, user.id, cancel=True)
+    return answer
 
 
 async def delete_order(platform: Platform, user: User, account_id: str, order_id: str) -> None:
     """An order that never filled; a filled one is part of the ledger (its trade and cash flow) and stays."""
     async with platform.db.session() as session:
-        _, order = await _account_order(session, user, account_id, order_id, lock=True)
+        account, order = await _account_order(session, user, account_id, order_id, lock=True)
+        _at_broker(account, order, "deleted")
         if order.status == ledger.FILLED:
             raise _order_transition(order, "deleted")
         await session.delete(order)
@@ -326,6 +470,7 @@ async def fill_order(platform: Platform, user: User, account_id: str, order_id: 
     """A pending order filled now, at ``price`` or its limit price, through the same checks as any fill."""
     async with platform.db.session() as session:
         account, order = await _account_order(session, user, account_id, order_id, lock=True, trades=True)
+        _at_broker(account, order, "filled")
         if order.status != ledger.PENDING:
             raise _order_transition(order, "filled")
         at = price if price is not None else order.price

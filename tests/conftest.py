@@ -159,6 +159,18 @@ def database_url(request, tmp_path) -> AsyncIterator[str]:
 
 
 @pytest.fixture
+def one_database_url(tmp_path) -> Iterator[str]:
+    """``database_url`` once, for slow tests of what does not depend on the backend: PostgreSQL where it is
+    reachable (always under CI), otherwise SQLite."""
+    if "postgres" in _backends():
+        yield from _postgres_schema()
+        return
+    url = f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
+    upgrade(url)
+    yield url
+
+
+@pytest.fixture
 def postgres_url() -> Iterator[str]:
     """``database_url`` on PostgreSQL only, for what SQLite lacks (a connection pool, a server to lose)."""
     if "postgres" not in _backends():

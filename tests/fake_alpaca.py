@@ -3,7 +3,12 @@
 One ``ThreadingHTTPServer`` on 127.0.0.1 (port 0) serves two base URLs, so a client pointed at the wrong one
 fails: ``data_url`` (``.../data``) answers ``/v2/stocks/bars`` (paged with ``next_page_token``, at most
 ``page_size`` bars a page), ``/v2/stocks/snapshots`` and ``/v2/stocks/{sym}/snapshot``; ``trading_url``
-(``.../trading``) answers ``/v2/assets``, ``/v2/assets/{sym}`` and ``/v2/clock``. Every request must carry
+(``.../trading``) answers ``/v2/assets``, ``/v2/assets/{sym}``, ``/v2/clock``, and a paper account's
+``/v2/account``, ``/v2/positions`` and ``/v2/orders`` (POST; GET and DELETE by id; GET
+``/v2/orders:by_client_order_id``, with a second order under one client_order_id refused as Alpaca does).
+Orders are accepted, then, by ``order_mode``: "fill" fills each whole at its first read after submission (a
+market order at ``prices[symbol]``, a limit order at its limit), "hold" keeps it open until ``fill_order``,
+"reject" refuses it with 403 (too little buying power). Every request must carry
 ``APCA-API-KEY-ID`` and ``APCA-API-SECRET-KEY`` (otherwise 401 with Alpaca's ``{"code", "message"}`` body) and
 is recorded in ``requests``.
 
@@ -22,6 +27,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -82,6 +88,11 @@ class FakeAlpaca:
         self.assets: dict[str, dict[str, Any]] = {}
         self.snapshots: dict[str, dict[str, Any]] = {}
         self.clock_open = True
+        self.cash = Decimal("100000")
+        self.prices: dict[str, Decimal] = {}
+        self.order_mode = "fill"
+        self.orders: dict[str, dict[str, Any]] = {}  # by Alpaca's id
+        self.positions: dict[str, Decimal] = {}
         self.hang_seconds = 5.0
         self.requests: list[Recorded] = []
         self._faults: list[Fault] = []
@@ -185,8 +196,13 @@ class FakeAlpaca:
 
     # --- routes ------------------------------------------------------------------------------------------
 
-    def _route(self, api: str, path: str, query: dict[str, str]) -> tuple[int, Any]:
+    def _route(self, api: str, method: str, path: str, query: dict[str, str], body: Any) -> tuple[int, Any]:
         parts = path.strip("/").split("/")
+        if api == "trading" and (path.startswith("/v2/orders") or path in ("/v2/account", "/v2/positions")):
+            with self._lock:
+                return self._trading(method, path, query, body)
+        if method != "GET":
+            return 405, {"code": 40510000, "message": "method not allowed"}
         if api == "data" and path == "/v2/stocks/bars":
             return self._bars_page(query)
         if api == "data" and path == "/v2/stocks/snapshots":
@@ -217,6 +233,120 @@ class FakeAlpaca:
                 "next_close": _rfc3339(now + timedelta(hours=4)),
             }
         return 404, {"code": 40410000, "message": "endpoint not found"}
+
+    # --- the paper account: orders, positions, cash ------------------------------------------------------------
+
+    def fill_order(
+        self, client_order_id: str, price: Decimal | str | None = None, quantity: Decimal | str | None = None
+    ):
+        """Fill an open order (all of it, or ``quantity``) at ``price`` (its limit or market price by default)."""
+        with self._lock:
+            order = self._by_client_id(client_order_id)
+            assert order is not None and order["status"] not in ("filled", "canceled"), order
+            self._fill(order, None if price is None else Decimal(str(price)), quantity)
+
+    def orders_placed(self) -> list[dict[str, Any]]:
+        """The orders the account took (refused submissions are not orders)."""
+        with self._lock:
+            return [dict(order) for order in self.orders.values()]
+
+    def _by_client_id(self, client_order_id: str) -> dict[str, Any] | None:
+        return next((o for o in self.orders.values() if o["client_order_id"] == client_order_id), None)
+
+    def _fill(self, order: dict[str, Any], price: Decimal | None, quantity: Decimal | str | None = None) -> None:
+        if price is None:
+            price = (
+                Decimal(order["limit_price"])
+                if order["limit_price"]
+                else self.prices.get(order["symbol"], Decimal(100))
+            )
+        filled = Decimal(str(quantity)) if quantity is not None else Decimal(order["qty"])
+        value = filled * price
+        sign = 1 if order["side"] == "buy" else -1
+        self.cash -= sign * value
+        self.positions[order["symbol"]] = self.positions.get(order["symbol"], Decimal(0)) + sign * filled
+        order.update(
+            status="filled" if filled == Decimal(order["qty"]) else "partially_filled",
+            filled_qty=str(filled),
+            filled_avg_price=str(price),
+            filled_at=_rfc3339(datetime.now(UTC)),
+            updated_at=_rfc3339(datetime.now(UTC)),
+        )
+
+    def _trading(self, method: str, path: str, query: dict[str, str], body: Any) -> tuple[int, Any]:
+        parts = path.strip("/").split("/")
+        if path == "/v2/account" and method == "GET":
+            return 200, {
+                "id": str(uuid.uuid5(uuid.NAMESPACE_DNS, self.key)),
+                "account_number": "PA0000000001",
+                "status": "ACTIVE",
+                "currency": "USD",
+                "cash": str(self.cash),
+                "buying_power": str(self.cash),
+                "equity": str(self.cash),
+            }
+        if path == "/v2/positions" and method == "GET":
+            return 200, [
+                {"symbol": symbol, "qty": str(qty), "side": "long", "asset_class": "us_equity"}
+                for symbol, qty in sorted(self.positions.items())
+                if qty
+            ]
+        if path == "/v2/orders" and method == "POST":
+            return self._new_order(body)
+        if path == "/v2/orders:by_client_order_id" and method == "GET":
+            found = self._by_client_id(query.get("client_order_id", ""))
+            return (200, self._read(found)) if found else (404, {"code": 40410000, "message": "order not found"})
+        if len(parts) == 3 and parts[:2] == ["v2", "orders"]:
+            order = self.orders.get(parts[2])
+            if order is None:
+                return 404, {"code": 40410000, "message": "order not found"}
+            if method == "GET":
+                return 200, self._read(order)
+            if method == "DELETE":
+                if order["status"] in ("filled", "canceled", "expired", "rejected"):
+                    return 422, {"code": 42210000, "message": f'order is already in "{order["status"]}" state'}
+                order.update(status="canceled", canceled_at=_rfc3339(datetime.now(UTC)))
+                return 204, None
+        return 404, {"code": 40410000, "message": "endpoint not found"}
+
+    def _read(self, order: dict[str, Any]) -> dict[str, Any]:
+        """The order as a read shows it: in "fill" mode, an accepted order fills at its first read."""
+        if self.order_mode == "fill" and order["status"] == "accepted":
+            self._fill(order, None)
+        return dict(order)
+
+    def _new_order(self, body: Any) -> tuple[int, Any]:
+        if not isinstance(body, dict) or not body.get("symbol") or body.get("side") not in ("buy", "sell"):
+            return 422, {"code": 42210000, "message": "invalid order request"}
+        client_order_id = body.get("client_order_id") or str(uuid.uuid4())
+        if self._by_client_id(client_order_id) is not None:
+            return 422, {"code": 40010001, "message": "client_order_id must be unique"}
+        if self.order_mode == "reject":
+            return 403, {"code": 40310000, "message": "insufficient buying power"}
+        now = _rfc3339(datetime.now(UTC))
+        order = {
+            "id": str(uuid.uuid4()),
+            "client_order_id": client_order_id,
+            "created_at": now,
+            "updated_at": now,
+            "submitted_at": now,
+            "filled_at": None,
+            "canceled_at": None,
+            "symbol": str(body["symbol"]).upper(),
+            "asset_class": "us_equity",
+            "qty": str(body.get("qty")),
+            "filled_qty": "0",
+            "filled_avg_price": None,
+            "order_type": body.get("type"),
+            "type": body.get("type"),
+            "side": body["side"],
+            "time_in_force": body.get("time_in_force"),
+            "limit_price": None if body.get("limit_price") is None else str(body["limit_price"]),
+            "status": "accepted",
+            "extended_hours": False,
+        }
+        self.orders[order["id"]] = order
+        return 200, dict(order)
 
     def _bars_page(self, query: dict[str, str]) -> tuple[int, Any]:
         symbols = [s for s in query.get("symbols", "").split(",") if s]
@@ -279,12 +409,14 @@ class FakeAlpaca:
                 code, message = ERRORS.get(status, (status * 100000, "error"))
                 self._send(status, json.dumps({"code": code, "message": message}).encode(), extra)
 
-            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            def _handle(self, method: str) -> None:
                 split = urlsplit(self.path)
                 api, _, rest = split.path.lstrip("/").partition("/")
                 path = "/" + rest
                 query = {k: v[-1] for k, v in parse_qs(split.query).items()}
-                record = Recorded(api, "GET", path, query, dict(self.headers.items()))
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                record = Recorded(api, method, path, query, dict(self.headers.items()))
                 with fake._lock:
                     fake.requests.append(record)
                 fault = fake._take_fault(path)
@@ -297,12 +429,29 @@ class FakeAlpaca:
                     record.status = 401
                     self._error(401)
                     return
+                try:
+                    body = json.loads(raw) if raw else None
+                except ValueError:
+                    body = None
                 if api not in ("data", "trading"):
-                    status, body = 404, {"code": 40410000, "message": "endpoint not found"}
+                    status, answer = 404, {"code": 40410000, "message": "endpoint not found"}
                 else:
-                    status, body = fake._route(api, path, query)
+                    status, answer = fake._route(api, method, path, query, body)
                 record.status = status
-                self._send(status, json.dumps(body).encode())
+                if status == 204:
+                    self.send_response(204)
+                    self.end_headers()
+                    return
+                self._send(status, json.dumps(answer).encode())
+
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                self._handle("GET")
+
+            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+                self._handle("POST")
+
+            def do_DELETE(self) -> None:  # noqa: N802 (http.server's name)
+                self._handle("DELETE")
 
             def _fault(self, fault: Fault) -> int:
                 if fault.kind == "hang":

@@ -1,6 +1,6 @@
 """How a job's workflow is started: by the API once the job is written, and by whoever later finds a job
 whose start was lost (a process killed between the two). Every kind starts the same way, from its entry in
-the registry of task types.
+the registry of task types. Likewise the workflow that follows a broker account's order (``follow_order``).
 
 Not a workflow module: workflow code never imports it.
 """
@@ -23,6 +23,8 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from core.temporal import KIND, USER_ID
 from domain import jobs as registry
+from workflows import broker_order
+from workflows.broker_order import BrokerOrderInput, BrokerOrderWorkflow
 from workflows.steps import JobInput
 
 
@@ -96,3 +98,32 @@ async def recover(client: Client, job: JobRecord, *, task_queue: str, heartbeat_
         client, job, task_queue=task_queue, heartbeat_timeout_seconds=heartbeat_timeout_seconds, supersede=False
     )
     return True
+
+
+BROKER_ORDER_KIND = "broker_order"
+
+
+async def follow_order(
+    client: Client,
+    order_id: str,
+    user_id: str,
+    *,
+    task_queue: str,
+    heartbeat_timeout_seconds: int,
+    cancel: bool = False,
+) -> None:
+    """Start the workflow that sends a broker account's order and writes its end to the ledger; one already
+    running is kept (and, with ``cancel``, told to cancel the order: a signal-with-start, so a cancel reaches
+    the order even when its workflow had not started)."""
+    await client.start_workflow(
+        BrokerOrderWorkflow.run,
+        BrokerOrderInput(order_id, heartbeat_timeout_seconds),
+        id=broker_order.workflow_id(order_id),
+        task_queue=task_queue,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        start_signal=broker_order.CANCEL_SIGNAL if cancel else None,
+        search_attributes=TypedSearchAttributes(
+            [SearchAttributePair(KIND, BROKER_ORDER_KIND), SearchAttributePair(USER_ID, user_id)]
+        ),
+    )

@@ -87,11 +87,14 @@ async def list_accounts(user: CurrentUser, platform: PlatformDep):
     "/accounts",
     status_code=201,
     response_model=Envelope[AccountOut],
-    responses=errors(400, codes={400: "INVALID_ARGUMENT"}),
+    responses=errors(400, 502, 503, 504, codes={400: "BROKER_CREDENTIALS_INVALID"}),
 )
 async def create_account(body: AccountIn, user: CurrentUser, platform: PlatformDep):
-    """An active paper account; a positive ``initialCapital`` is recorded as its first deposit."""
-    created = await trading.create_account(platform, user, body.account_name, body.initial_capital, body.slippage_bps)
+    """An active paper account; a positive ``initialCapital`` is recorded as its first deposit. With
+    ``broker: "alpaca"``, ``apiKey`` and ``secretKey`` are an Alpaca paper account's: checked there now (400
+    ``BROKER_CREDENTIALS_INVALID`` if refused), kept sealed and never shown; its cash there is its first
+    deposit, and its orders go to Alpaca."""
+    created = await trading.create_account(platform, user, body)
     return ok(created, status=201)
 
 
@@ -124,26 +127,28 @@ async def update_account(account_id: str, body: AccountUpdateIn, user: CurrentUs
 # --- fills and orders -----------------------------------------------------------------------------------------
 
 
-@router.post("/accounts/{account_id}/buy", response_model=Envelope[FillOut], responses=LEDGER_ERRORS)
+@router.post("/accounts/{account_id}/buy", response_model=Envelope[OrderPlacedOut], responses=LEDGER_ERRORS)
 async def buy(account_id: str, body: TradeIn, user: CurrentUser, platform: PlatformDep):
-    """Buy now: the order, its trade, the cash flow and the position in one transaction."""
-    filled = await trading.trade(
+    """Buy now: the order, its trade, the cash flow and the position in one transaction. A broker account's
+    order is sent to the broker and answered pending; its fill is written when the broker reports it."""
+    placed = await trading.buy_or_sell(
         platform, user, account_id, "BUY", body.symbol, body.quantity, body.price, body.idempotency_key
     )
-    return ok(filled)
+    return ok(placed)
 
 
 @router.post(
     "/accounts/{account_id}/sell",
-    response_model=Envelope[FillOut],
+    response_model=Envelope[OrderPlacedOut],
     responses=errors(400, 403, 409, denied="account", codes={400: "INVALID_ARGUMENT", 409: "INSUFFICIENT_POSITION"}),
 )
 async def sell(account_id: str, body: TradeIn, user: CurrentUser, platform: PlatformDep):
-    """Sell now: the order, its trade, the cash flow and the position in one transaction."""
-    filled = await trading.trade(
+    """Sell now: the order, its trade, the cash flow and the position in one transaction. A broker account's
+    order is sent to the broker and answered pending; its fill is written when the broker reports it."""
+    placed = await trading.buy_or_sell(
         platform, user, account_id, "SELL", body.symbol, body.quantity, body.price, body.idempotency_key
     )
-    return ok(filled)
+    return ok(placed)
 
 
 @router.post(

@@ -13,12 +13,26 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import JSON, Boolean, Date, Float, ForeignKey, Index, Integer, String, UniqueConstraint, func, select
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    select,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from db.base import Base, Exact, IdMixin, TimestampMixin, UTCDateTime, utcnow
 from domain import ledger
+from domain.broker import PAPER
 
 if TYPE_CHECKING:
     from db.engine import Database
@@ -33,6 +47,10 @@ class TradingAccount(IdMixin, TimestampMixin, Base):
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     # Basis points added to a market buy's quote and taken from a market sell's.
     slippage_bps: Mapped[Decimal] = mapped_column(Exact(), default=ledger.ZERO)
+    # "paper" fills in the ledger; "alpaca" sends orders to Alpaca paper trading with the owner's keys, sealed
+    # here (core.security.SecretBox) and never shown.
+    broker: Mapped[str] = mapped_column(String(16), default=PAPER, server_default=PAPER)
+    broker_credentials: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class TradingPosition(IdMixin, TimestampMixin, Base):
@@ -70,6 +88,9 @@ class TradingOrder(IdMixin, TimestampMixin, Base):
     filled_price: Mapped[Decimal | None] = mapped_column(Exact(), nullable=True)
     filled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     failure_reason: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    # A broker account's order: Alpaca's id and last status for it (its client_order_id is our id).
+    broker_order_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    broker_status: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
 
 class TradingTrade(IdMixin, Base):
@@ -232,6 +253,24 @@ async def position_of(session: AsyncSession, account: TradingAccount, symbol: st
     return position
 
 
+async def _planned(
+    session: AsyncSession, account: TradingAccount, side: str, symbol: str, quantity: Decimal, price: Decimal
+) -> tuple[TradingPosition, TradingCashFlow | None, ledger.Fill]:
+    """What a fill would write, against the account's position and its latest cash flow; the ledger's refusal
+    (``ledger.LedgerError``) if it would overdraw either."""
+    position = await position_of(session, account, symbol)
+    holding = ledger.Holding(position.quantity, position.avg_price, position.realized_pnl)
+    last = await _last_flow(session, account.id)
+    return position, last, ledger.fill(side, quantity, price, holding, last.balance_after if last else ledger.ZERO)
+
+
+async def affordable(
+    session: AsyncSession, account: TradingAccount, side: str, symbol: str, quantity: Decimal, price: Decimal
+) -> None:
+    """Refused (``ledger.LedgerError``) if a fill at ``price`` would overdraw the account's cash or position now."""
+    await _planned(session, account, side, symbol, quantity, price)
+
+
 @dataclass(frozen=True)
 class Filled:
     order: TradingOrder
@@ -243,10 +282,7 @@ class Filled:
 async def fill(session: AsyncSession, account: TradingAccount, order: TradingOrder, price: Decimal) -> Filled:
     """The order filled at ``price``: its trade, its cash flow and the position moved, after the ledger's checks
     against the account's cash and holding. Refused (``ledger.LedgerError``), it has written nothing."""
-    position = await position_of(session, account, order.symbol)
-    holding = ledger.Holding(position.quantity, position.avg_price, position.realized_pnl)
-    last = await _last_flow(session, account.id)
-    done = ledger.fill(order.side, order.quantity, price, holding, last.balance_after if last else ledger.ZERO)
+    position, last, done = await _planned(session, account, order.side, order.symbol, order.quantity, price)
     session.add(position)
     now = utcnow()
     order.status, order.filled_price, order.filled_at = ledger.FILLED, ledger.exact(price), now

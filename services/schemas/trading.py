@@ -8,12 +8,13 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from domain.market import Symbol
 from services.schemas.base import Schema
 
 Side = Literal["BUY", "SELL"]
+Broker = Literal["paper", "alpaca"]
 OrderStatus = Literal["pending", "filled", "cancelled", "failed"]
 FlowType = Literal["deposit", "withdraw", "trade_buy", "trade_sell"]
 # Whether a value is > 0 and within the ledger's range is the ledger's to say (400 INVALID_ARGUMENT).
@@ -23,9 +24,13 @@ KEY_LENGTH = 128
 
 class AccountIn(Schema):
     account_name: str = Field(min_length=1, max_length=120)
-    # Recorded as a deposit when positive.
+    # A paper account's, recorded as a deposit when positive (a broker account's cash is its cash there).
     initial_capital: Amount | None = None
     slippage_bps: Decimal = Field(default=Decimal(0), ge=0, le=1000)
+    # "alpaca": orders go to Alpaca paper trading with these keys, checked now, kept sealed, never shown.
+    broker: Broker = "paper"
+    api_key: SecretStr | None = Field(default=None, min_length=1, max_length=KEY_LENGTH)
+    secret_key: SecretStr | None = Field(default=None, min_length=1, max_length=KEY_LENGTH)
 
 
 class AccountUpdateIn(Schema):
@@ -40,12 +45,14 @@ class AccountOut(Schema):
     account_name: str
     is_active: bool
     slippage_bps: float
+    broker: Broker
     created_at: datetime
     updated_at: datetime
 
 
 class TradeIn(Schema):
-    """A buy or sell filled now: at ``price``, or, without one, at the latest quote and the account's slippage."""
+    """A buy or sell filled now: at ``price``, or, without one, at the latest quote and the account's slippage.
+    A broker account's is sent to the broker: a limit order at ``price``, or a market order."""
 
     symbol: Symbol
     quantity: Amount
@@ -93,6 +100,9 @@ class OrderOut(Schema):
     filled_price: float | None
     filled_at: datetime | None
     failure_reason: str | None
+    # A broker account's order: Alpaca's id for it and its status there, once sent.
+    broker_order_id: str | None
+    broker_status: str | None
     created_at: datetime
     updated_at: datetime
 
@@ -145,7 +155,8 @@ class FillOut(Schema):
 
 
 class OrderPlacedOut(Schema):
-    """A new order: filled at once (market) with what the fill wrote, or pending (limit)."""
+    """A new order: filled at once with what the fill wrote, or pending (a limit order, or any order of a
+    broker account until the broker fills it)."""
 
     order: OrderOut
     trade: TradeOut | None = None
