@@ -326,6 +326,10 @@ def make_settings(database_url: str, temporal: Client, smtp_port: int, tmp_path:
         # Cheap hashes keep the suite fast; production uses the argon2id defaults.
         argon2_time_cost=1,
         argon2_memory_cost=1024,
+        # No test reaches Alpaca itself: a broker account that the fuzzer asks for is refused at once.
+        alpaca_data_url="http://127.0.0.1:9/data",
+        alpaca_trading_url="http://127.0.0.1:9/trading",
+        alpaca_max_retries=0,
     )
     values.update(overrides)
     return Settings(**values)
@@ -342,6 +346,10 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "QUANTPOLY_PUBLIC_APP_URL": settings.public_app_url,
         "QUANTPOLY_ARGON2_TIME_COST": str(settings.argon2_time_cost),
         "QUANTPOLY_ARGON2_MEMORY_COST": str(settings.argon2_memory_cost),
+        "QUANTPOLY_ALPACA_DATA_URL": settings.alpaca_data_url,
+        "QUANTPOLY_ALPACA_TRADING_URL": settings.alpaca_trading_url,
+        "QUANTPOLY_ALPACA_MAX_RETRIES": str(settings.alpaca_max_retries),
+        "QUANTPOLY_JOB_HEARTBEAT_TIMEOUT_SECONDS": str(settings.job_heartbeat_timeout_seconds),
         "QUANTPOLY_LOG_LEVEL": "DEBUG",
     }
     return env

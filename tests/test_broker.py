@@ -34,8 +34,6 @@ KEYS = {"apiKey": API_KEY, "secretKey": SECRET_KEY}
 async def at_broker(database_url, dev_server, smtp_server, tmp_path, fake_alpaca):
     overrides = dict(alpaca_trading_url=fake_alpaca.trading_url, job_heartbeat_timeout_seconds=3)
     async for stack in open_stack(database_url, dev_server.client, smtp_server, tmp_path, **overrides):
-        stack.env["QUANTPOLY_ALPACA_TRADING_URL"] = fake_alpaca.trading_url
-        stack.env["QUANTPOLY_JOB_HEARTBEAT_TIMEOUT_SECONDS"] = "3"
         _, _, headers = await stack.new_account(PASSWORD)
         yield stack, headers, fake_alpaca
 
@@ -241,8 +239,6 @@ async def test_a_worker_killed_while_following_an_order_loses_and_duplicates_not
         env = {
             **os.environ,
             **stack.env,
-            "QUANTPOLY_ALPACA_TRADING_URL": fake_alpaca.trading_url,
-            "QUANTPOLY_JOB_HEARTBEAT_TIMEOUT_SECONDS": "3",
             "QUANTPOLY_LOG_LEVEL": "WARNING",
             "QUANTPOLY_WORKER_PROCESSES": "1",  # it runs no engine: a quicker start
         }
