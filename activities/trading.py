@@ -129,13 +129,7 @@ class TradingActivities:
                 )
             ).all()
         for order_id, user_id in rows:
-            await follow_order(
-                self._temporal,
-                order_id,
-                user_id,
-                task_queue=self._settings.task_queue,
-                heartbeat_timeout_seconds=self._settings.job_heartbeat_timeout_seconds,
-            )
+            await follow_order(self._temporal, self._settings, order_id, user_id)
         return len(rows)
 
     async def _filled(self, order_id: str, account_id: str, market: Decimal) -> str:

@@ -81,7 +81,8 @@ def settlement(state: BrokerOrderState, ordered: Decimal) -> Settlement:
     if filled > 0 and state.filled_avg_price is not None:
         reason = None
         if filled < ordered:
-            reason = f"partially filled: {filled} of {ordered}, then {state.status} at the broker"
+            part = f"{filled.normalize():f} of {ordered.normalize():f}"
+            reason = f"partially filled: {part}, then {state.status} at the broker"
         return Settlement(ledger.FILLED, filled, Decimal(state.filled_avg_price), reason)
     if state.status in (CANCELED, EXPIRED, REPLACED):
         return Settlement(ledger.CANCELLED, reason=f"{state.status} at the broker")

@@ -205,12 +205,18 @@ async def _repeated(platform: Platform, existing: tuple[Backtest, Job], request_
 
 
 async def get(platform: Platform, user: User, backtest_id: str) -> tuple[Backtest, Job]:
+    """The backtest and its job, read in one statement: on PostgreSQL each statement of a read sees its own
+    snapshot, and a job read after its backtest could be completed while the backtest read before it had no
+    result yet."""
     async with platform.db.reading() as session:
-        backtest = await session.get(Backtest, backtest_id)
-        if backtest is None or backtest.user_id != user.id:
-            raise AccessDenied("backtest")
-        job = await session.get_one(Job, backtest.job_id)  # a backtest's job goes only with it
-    return backtest, job
+        found = (
+            await session.execute(
+                select(Backtest, Job).join(Job, Job.id == Backtest.job_id).where(Backtest.id == backtest_id)
+            )
+        ).one_or_none()
+    if found is None or found[0].user_id != user.id:
+        raise AccessDenied("backtest")
+    return found[0], found[1]
 
 
 async def _locked(session: AsyncSession, backtest_id: str) -> Backtest:

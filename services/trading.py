@@ -376,14 +376,7 @@ async def _follow(platform: Platform, order_id: str, user_id: str, *, cancel: bo
     """Start the order's workflow (kept if it runs). A lost start is made good by ``trading_pending_process``;
     a cancel that cannot reach Temporal is refused."""
     try:
-        await follow_order(
-            platform.temporal,
-            order_id,
-            user_id,
-            task_queue=platform.settings.task_queue,
-            heartbeat_timeout_seconds=platform.settings.job_heartbeat_timeout_seconds,
-            cancel=cancel,
-        )
+        await follow_order(platform.temporal, platform.settings, order_id, user_id, cancel=cancel)
     except Exception:
         if cancel:
             log.exception("could not ask the workflow of broker order %s to cancel it", order_id)

@@ -224,7 +224,7 @@ async def filter_config(platform: Platform, user: User) -> FilterConfigOut:
         total_assets=_range([float(b.equity) for b in books]),
         profit_loss=_range([float(p) for p in profits]),
         profit_loss_rate=_range([ledger.ratio(p, b.net_deposits) for p, b in zip(profits, books, strict=True)]),
-        account_type_counts={"paper": len(books)},
+        account_type_counts={"paper": 0, **Counter(b.account.broker for b in books)},
     )
 
 

@@ -44,7 +44,10 @@ from worker import build_worker
 BIN = Path(sys.executable).parent
 CI = os.environ.get("CI", "").lower() == "true"
 POSTGRES_URL = os.environ.get("QUANTPOLY_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-LOG_FILE = Path(__file__).parent.parent / "var" / "test-logs" / "suite.log"
+# One log per process of the suite (pytest-xdist runs two); each is scanned by its own process.
+LOG_FILE = (
+    Path(__file__).parent.parent / "var" / "test-logs" / f"suite-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}.log"
+)
 
 # Every secret a test uses is noted here; the log scan at the end of the session looks for each.
 SECRETS: set[str] = set()

@@ -57,6 +57,8 @@ async def test_an_order_filled_at_the_broker_lands_once_in_the_ledger(at_broker)
     base = f"/trading/accounts/{account}"
     shown = data(await stack.http.get(base, headers=headers))
     assert shown["broker"] == "alpaca" and not {"apiKey", "secretKey", "brokerCredentials"} & set(shown)
+    config = data(await stack.http.get("/trading/accounts/filter-config", headers=headers))
+    assert config["accountTypeCounts"] == {"paper": 0, "alpaca": 1}
     # The account's cash is its cash at the broker, as its first deposit.
     assert (await ledger_state(stack, headers, account))["cash"] == Decimal(100_000)
 
@@ -81,6 +83,7 @@ async def test_an_order_filled_at_the_broker_lands_once_in_the_ledger(at_broker)
     assert state["cash"] == state["flow_sum"] == Decimal(99_440)
     assert state["positions"] == {"AAPL": (6, 100)}
     assert (state["trades"], state["flows"]) == (2, 3)
+    assert fake.cash == state["cash"] and fake.positions == {"AAPL": 6}  # the ledger agrees with the broker
     placed_there = {o["client_order_id"]: o for o in fake.orders_placed()}
     assert set(placed_there) == {order, sold["order"]["id"]}  # each sent once, under our id
     assert placed_there[order]["id"] == filled["brokerOrderId"]
@@ -147,25 +150,28 @@ async def test_keys_are_checked_at_creation_and_sealed_at_rest(at_broker):
     assert len(fake.orders_placed()) <= 1
 
 
-async def test_a_cancel_and_a_refusal_at_the_broker_write_no_fill(at_broker):
+async def test_cancels_partial_fills_and_refusals_at_the_broker(at_broker):
     stack, headers, fake = at_broker
     account = await broker_account(stack, headers)
     base = f"/trading/accounts/{account}"
     fake.order_mode = "hold"
-    held = data(
-        await stack.http.post(f"{base}/buy", json={"symbol": "AAPL", "quantity": 5, "price": 90}, headers=headers)
-    )
-    order = held["order"]["id"]
-    # Sent, then cancelled on request: the broker cancels it and the ledger records the cancel.
+    limit = {"symbol": "AAPL", "quantity": 5, "price": 90}
+    whole, part = [data(await stack.http.post(f"{base}/buy", json=limit, headers=headers)) for _ in range(2)]
     for _ in range(100):
-        if fake.orders_placed():
+        if len(fake.orders_placed()) == 2:
             break
         await asyncio.sleep(0.1)
-    cancelling = data(await stack.http.post(f"{base}/orders/{order}/cancel", headers=headers))
-    assert cancelling["status"] == "pending"
-    cancelled = await ended(stack, headers, account, order)
+    fake.fill_order(part["order"]["id"], quantity=2)
+    # Both cancelled on request: the broker cancels them, and the ledger writes what filled before, once.
+    for placed in (whole, part):
+        cancelling = data(await stack.http.post(f"{base}/orders/{placed['order']['id']}/cancel", headers=headers))
+        assert cancelling["status"] == "pending"
+    cancelled = await ended(stack, headers, account, whole["order"]["id"])
     assert (cancelled["status"], cancelled["brokerStatus"]) == ("cancelled", "canceled")
-    assert fake.orders_placed()[0]["status"] == "canceled"
+    partial = await ended(stack, headers, account, part["order"]["id"])
+    assert (partial["status"], partial["quantity"], partial["filledPrice"]) == ("filled", 2, 90)
+    assert partial["failureReason"] == "partially filled: 2 of 5, then canceled at the broker"
+    assert {o["status"] for o in fake.orders_placed()} == {"canceled"}
 
     fake.order_mode = "reject"
     refused = data(await stack.http.post(f"{base}/buy", json={"symbol": "AAPL", "quantity": 5}, headers=headers))
@@ -173,7 +179,8 @@ async def test_a_cancel_and_a_refusal_at_the_broker_write_no_fill(at_broker):
     assert failed["status"] == "failed" and "insufficient buying power" in failed["failureReason"]
 
     state = await ledger_state(stack, headers, account)
-    assert (state["cash"], state["trades"], state["positions"]) == (Decimal(100_000), 0, {})
+    assert (state["cash"], state["trades"], state["positions"]) == (Decimal(99_820), 1, {"AAPL": (2, 90)})
+    assert fake.cash == state["cash"] and fake.positions == {"AAPL": 2}  # the ledger agrees with the broker
 
 
 async def test_a_lost_start_is_followed_by_the_pending_order_job(at_broker):

@@ -21,6 +21,7 @@ from temporalio.common import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
+from core.settings import Settings
 from core.temporal import KIND, USER_ID
 from domain import jobs as registry
 from workflows import broker_order
@@ -104,22 +105,16 @@ BROKER_ORDER_KIND = "broker_order"
 
 
 async def follow_order(
-    client: Client,
-    order_id: str,
-    user_id: str,
-    *,
-    task_queue: str,
-    heartbeat_timeout_seconds: int,
-    cancel: bool = False,
+    client: Client, settings: Settings, order_id: str, user_id: str, *, cancel: bool = False
 ) -> None:
     """Start the workflow that sends a broker account's order and writes its end to the ledger; one already
     running is kept (and, with ``cancel``, told to cancel the order: a signal-with-start, so a cancel reaches
     the order even when its workflow had not started)."""
     await client.start_workflow(
         BrokerOrderWorkflow.run,
-        BrokerOrderInput(order_id, heartbeat_timeout_seconds),
+        BrokerOrderInput(order_id, settings.job_heartbeat_timeout_seconds),
         id=broker_order.workflow_id(order_id),
-        task_queue=task_queue,
+        task_queue=settings.task_queue,
         id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         start_signal=broker_order.CANCEL_SIGNAL if cancel else None,
