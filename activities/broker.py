@@ -71,11 +71,14 @@ class BrokerActivities:
 
     @activity.defn(name=SUBMIT_ACTIVITY)
     async def submit(self, call: BrokerCall) -> orders.BrokerOrderState:
-        """The order at the broker: sent now, or found where an earlier attempt sent it."""
+        """The order at the broker: sent now, or found where an earlier attempt sent it; not sent when a cancel
+        came first (``call.send`` false) or the broker refuses the account's keys."""
         found = await self._pending(call.order_id)
         if found is None:
             return orders.BrokerOrderState(orders.SETTLED)
         account, order = found
+        if not call.send:
+            return await self._unsent(account, call)
         ticket = Ticket(
             order_id=order.id,
             symbol=order.symbol,
@@ -90,8 +93,22 @@ class BrokerActivities:
             return orders.BrokerOrderState(orders.REFUSED, reason=f"refused by the broker: {refusal}")
         except SecretUnreadable:
             return orders.BrokerOrderState(orders.REFUSED, reason="the account's broker keys cannot be opened")
+        except ApplicationError as error:
+            if error.type != "UPSTREAM_AUTH_FAILED":
+                raise
+            # Keys revoked or reset: no order can go out with them (retrying would only repeat the refusal).
+            return orders.BrokerOrderState(orders.REFUSED, reason="the broker refused the account's keys")
         await self._note(call.order_id, state)
         return state
+
+    async def _unsent(self, account: TradingAccount, call: BrokerCall) -> orders.BrokerOrderState:
+        """A cancel came before the order was sent: the order an earlier attempt may have sent, else none."""
+        broker = self._broker(account)
+        earlier = await self._at_broker("looking up", lambda: broker.by_client_id(call.order_id))
+        if earlier is None:
+            return orders.BrokerOrderState(orders.NOT_SENT)
+        await self._note(call.order_id, earlier)
+        return earlier
 
     @activity.defn(name=POLL_ACTIVITY)
     async def poll(self, call: BrokerCall) -> orders.BrokerOrderState:

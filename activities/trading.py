@@ -78,7 +78,6 @@ class TradingActivities:
         reached it; an order the account can no longer pay for (or hold) fails with the reason. A broker
         account's pending order whose workflow is not running (its start was lost) has it started again."""
         payload = await self._payload(job_id, ledger.PendingProcessPayload)
-        followed = await self._follow_broker_orders()
         async with self._db.reading() as session:
             pending = list(
                 await session.scalars(
@@ -103,6 +102,7 @@ class TradingActivities:
             outcomes[await self._filled(order.id, order.account_id, market)] += 1
             activity.heartbeat(dict(outcomes))
         await append_log(self._db, job_id, f"{len(pending)} pending orders: {dict(outcomes)}")
+        followed = await self._follow_broker_orders()
         return {
             "processed": len(pending),
             **{k: outcomes[k] for k in ("filled", "failed", "waiting", "skipped")},
@@ -112,7 +112,7 @@ class TradingActivities:
 
     async def _follow_broker_orders(self) -> int:
         """Every pending order of a broker account older than a moment, its workflow started where it is not
-        running (a running one is kept); how many were checked."""
+        running (a running one is kept); how many were."""
         before = datetime.now(UTC) - LOST_START_GRACE
         async with self._db.reading() as session:
             rows = (
@@ -128,9 +128,15 @@ class TradingActivities:
                     .limit(MAX_FOLLOWED_PER_RUN)
                 )
             ).all()
+        followed = 0
         for order_id, user_id in rows:
-            await follow_order(self._temporal, self._settings, order_id, user_id)
-        return len(rows)
+            try:
+                await follow_order(self._temporal, self._settings, order_id, user_id)
+                followed += 1
+            except Exception:  # this order's workflow is tried again on the next run; the others go on
+                log.warning("could not start the workflow of broker order %s", order_id, exc_info=True)
+            activity.heartbeat(f"{followed} broker orders followed")
+        return followed
 
     async def _filled(self, order_id: str, account_id: str, market: Decimal) -> str:
         """The order filled at its limit price in one transaction under its account's lock: "filled"; "failed"

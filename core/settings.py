@@ -93,11 +93,13 @@ class Settings(BaseSettings):
     alpaca_timeout_seconds: float = Field(default=10.0, gt=0)
     alpaca_max_retries: int = Field(default=3, ge=0, le=10)
     synthetic_seed: int = 7
-    # Broker accounts (Alpaca paper trading, at alpaca_trading_url): their keys are sealed at rest with these
+    # Broker accounts trade at Alpaca's paper trading API (never live trading: the host api.alpaca.markets is
+    # refused). Their keys are sealed at rest with these
     # Fernet keys, comma-separated, the first sealing and all opening (core.security.SecretBox). Unset,
     # development and test keep a generated one in var/broker-credentials.key; staging and production refuse
     # broker accounts without them.
     broker_credentials_keys: SecretStr | None = None
+    alpaca_paper_trading_url: str = "https://paper-api.alpaca.markets"
     market_sync_parallelism: int = Field(default=4, ge=1, le=32)
     # The most bars one request (history, sync, indicators) may cover, counted for its timeframe around the
     # clock (1Hour: 24 a day): bounds the work and memory of a single request.
@@ -162,9 +164,9 @@ class Settings(BaseSettings):
                 "ALPACA_CONFIG_MISSING: QUANTPOLY_ALPACA_API_KEY and QUANTPOLY_ALPACA_SECRET_KEY are required "
                 "when QUANTPOLY_MARKET_DATA_PROVIDER=alpaca"
             )
-        if urlsplit(self.alpaca_trading_url).hostname == LIVE_TRADING_HOST:
+        if (urlsplit(self.alpaca_paper_trading_url).hostname or "").rstrip(".").lower() == LIVE_TRADING_HOST:
             # Broker accounts are paper accounts: an order must never reach a live brokerage account.
-            raise ValueError("QUANTPOLY_ALPACA_TRADING_URL must be a paper trading endpoint, not live trading")
+            raise ValueError("QUANTPOLY_ALPACA_PAPER_TRADING_URL must be a paper trading endpoint, not live trading")
         if self.broker_credentials_keys is not None:
             try:
                 SecretBox(self.broker_keys)

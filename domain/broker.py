@@ -20,10 +20,11 @@ BROKERS = (PAPER, ALPACA)
 # Alpaca's order statuses after which nothing more happens to an order.
 FILLED, CANCELED, EXPIRED, REJECTED, REPLACED = "filled", "canceled", "expired", "rejected", "replaced"
 ALPACA_TERMINAL = frozenset({FILLED, CANCELED, EXPIRED, REJECTED, REPLACED})
-# Ours: Alpaca refused to take the order at all (a 4xx answer or the account's keys refused), or the ledger's
+# Ours: Alpaca refused to take the order at all (a 4xx answer or the account's keys refused); the order was
+# cancelled before it was sent; Alpaca no longer knows an order it took (its paper account reset); the ledger's
 # order is no longer pending (settled before, or deleted with its account).
-REFUSED, SETTLED = "refused", "settled"
-TERMINAL = ALPACA_TERMINAL | {REFUSED, SETTLED}
+REFUSED, NOT_SENT, UNKNOWN, SETTLED = "refused", "not_sent", "unknown_at_broker", "settled"
+TERMINAL = ALPACA_TERMINAL | {REFUSED, NOT_SENT, UNKNOWN, SETTLED}
 
 
 @dataclass
@@ -84,6 +85,8 @@ def settlement(state: BrokerOrderState, ordered: Decimal) -> Settlement:
             part = f"{filled.normalize():f} of {ordered.normalize():f}"
             reason = f"partially filled: {part}, then {state.status} at the broker"
         return Settlement(ledger.FILLED, filled, Decimal(state.filled_avg_price), reason)
+    if state.status == NOT_SENT:
+        return Settlement(ledger.CANCELLED, reason="cancelled before it was sent to the broker")
     if state.status in (CANCELED, EXPIRED, REPLACED):
         return Settlement(ledger.CANCELLED, reason=f"{state.status} at the broker")
     why = state.reason or f"{state.status} by the broker"

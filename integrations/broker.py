@@ -1,8 +1,8 @@
 """Alpaca paper trading through alpaca-py's ``TradingClient``, for accounts opened with ``broker: "alpaca"``.
 
 Each account trades with its owner's own paper keys, which are kept sealed (``core.security.SecretBox``) and
-opened only to build a client. The client talks to ``QUANTPOLY_ALPACA_TRADING_URL`` (never live trading: the
-settings refuse it) with the timeout and retries of ``integrations.alpaca_http``; alpaca-py runs with
+opened only to build a client. The client talks to ``QUANTPOLY_ALPACA_PAPER_TRADING_URL`` (never live trading:
+the settings refuse it) with the timeout and retries of ``integrations.alpaca_http``; alpaca-py runs with
 ``raw_data=True`` and answers are read leniently (``domain.broker.state_of``). Calls are blocking: callers run
 them in a thread.
 
@@ -87,7 +87,7 @@ class AlpacaBroker:
             secret_key=credentials.secret,
             paper=True,
             raw_data=True,
-            url_override=settings.alpaca_trading_url.rstrip("/"),
+            url_override=settings.alpaca_paper_trading_url.rstrip("/"),
         )
         bound(self._client, self._limits)
 
@@ -152,7 +152,16 @@ class AlpacaBroker:
             raise self._failure(error, "order") from None
 
     def order(self, broker_order_id: str) -> orders.BrokerOrderState:
-        return self._call("order", lambda: orders.state_of(self._client.get_order_by_id(broker_order_id)))
+        """The order as Alpaca has it now; one it no longer knows (its paper account was reset) is ended."""
+        try:
+            return orders.state_of(self._client.get_order_by_id(broker_order_id))
+        except APIError as error:
+            if error.status_code == 404:
+                reason = "the broker no longer knows the order (was its paper account reset?)"
+                return orders.BrokerOrderState(orders.UNKNOWN, broker_order_id, reason=reason)
+            raise self._failure(error, "order") from None
+        except (requests.RequestException, *MALFORMED) as error:
+            raise self._failure(error, "order") from None
 
     def cancel(self, broker_order_id: str) -> None:
         """Ask Alpaca to cancel the order; one already filled or gone is left as it is (the follow sees it)."""

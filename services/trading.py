@@ -352,15 +352,17 @@ async def _broker_order(
     price: Decimal | None,
     key: str | None,
 ) -> OrderPlacedOut:
-    """The order written pending, if the account could pay for it (or hold it) now, at its limit price or the
-    latest quote; then its workflow sends it to the broker and writes its fill when the broker reports one."""
+    """The order written pending, if the account could pay for it (or hold it) at its limit price or the latest
+    quote once its other pending orders have filled; then its workflow sends it to the broker and writes its
+    fill when the broker reports one."""
     body = {"symbol": symbol, "side": side, "quantity": str(quantity), "price": None if price is None else str(price)}
     estimate = price if price is not None else Decimal(str((await cached_quote(platform, symbol))[0].price))
 
     async def place(session: AsyncSession, account: TradingAccount) -> OrderPlacedOut:
         order = _new_order(account, symbol, side, quantity, price)
+        order.estimated_price = checked(ledger.positive, estimate, "price")
         try:
-            await affordable(session, account, side, symbol, order.quantity, estimate)
+            await affordable(session, account, side, symbol, order.quantity, order.estimated_price)
         except ledger.LedgerError as error:
             raise _ledger_error(error) from None
         session.add(order)

@@ -332,6 +332,7 @@ def make_settings(database_url: str, temporal: Client, smtp_port: int, tmp_path:
         # No test reaches Alpaca itself: a broker account that the fuzzer asks for is refused at once.
         alpaca_data_url="http://127.0.0.1:9/data",
         alpaca_trading_url="http://127.0.0.1:9/trading",
+        alpaca_paper_trading_url="http://127.0.0.1:9/trading",
         alpaca_max_retries=0,
     )
     values.update(overrides)
@@ -351,6 +352,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "QUANTPOLY_ARGON2_MEMORY_COST": str(settings.argon2_memory_cost),
         "QUANTPOLY_ALPACA_DATA_URL": settings.alpaca_data_url,
         "QUANTPOLY_ALPACA_TRADING_URL": settings.alpaca_trading_url,
+        "QUANTPOLY_ALPACA_PAPER_TRADING_URL": settings.alpaca_paper_trading_url,
         "QUANTPOLY_ALPACA_MAX_RETRIES": str(settings.alpaca_max_retries),
         "QUANTPOLY_JOB_HEARTBEAT_TIMEOUT_SECONDS": str(settings.job_heartbeat_timeout_seconds),
         "QUANTPOLY_LOG_LEVEL": "DEBUG",

@@ -32,7 +32,7 @@ KEYS = {"apiKey": API_KEY, "secretKey": SECRET_KEY}
 
 @pytest.fixture
 async def at_broker(database_url, dev_server, smtp_server, tmp_path, fake_alpaca):
-    overrides = dict(alpaca_trading_url=fake_alpaca.trading_url, job_heartbeat_timeout_seconds=3)
+    overrides = dict(alpaca_paper_trading_url=fake_alpaca.trading_url, job_heartbeat_timeout_seconds=3)
     async for stack in open_stack(database_url, dev_server.client, smtp_server, tmp_path, **overrides):
         _, _, headers = await stack.new_account(PASSWORD)
         yield stack, headers, fake_alpaca
@@ -142,12 +142,13 @@ async def test_keys_are_checked_at_creation_and_sealed_at_rest(at_broker):
     ):
         answer = await stack.http.request(method, path, json=body, headers=headers)
         assert error(answer, 409)["code"] == "ORDER_INVALID_TRANSITION", path
-    # More than the account holds is refused before anything is sent.
-    too_dear = await stack.http.post(
-        f"{base}/buy", json={"symbol": "MSFT", "quantity": 10_000, "price": 50}, headers=headers
-    )
+    # More than the account holds, once its pending orders have filled, is refused before anything is sent.
+    one = {"symbol": "MSFT", "quantity": 1, "price": 50}
+    rest = data(await stack.http.post(f"{base}/buy", json={**one, "quantity": 1_999}, headers=headers))
+    assert rest["order"]["status"] == "pending"  # 1,999 x 50 + 50 = 100,000
+    too_dear = await stack.http.post(f"{base}/buy", json=one, headers=headers)
     assert error(too_dear, 409)["code"] == "INSUFFICIENT_FUNDS"
-    assert len(fake.orders_placed()) <= 1
+    assert len(fake.orders_placed()) <= 2
 
 
 async def test_cancels_partial_fills_and_refusals_at_the_broker(at_broker):
@@ -181,6 +182,30 @@ async def test_cancels_partial_fills_and_refusals_at_the_broker(at_broker):
     state = await ledger_state(stack, headers, account)
     assert (state["cash"], state["trades"], state["positions"]) == (Decimal(99_820), 1, {"AAPL": (2, 90)})
     assert fake.cash == state["cash"] and fake.positions == {"AAPL": 2}  # the ledger agrees with the broker
+
+
+async def test_a_cancel_that_comes_before_the_order_is_sent_sends_nothing(at_broker):
+    stack, headers, fake = at_broker
+    account = await broker_account(stack, headers)
+    fake.fail(503, times=None, path="/v2/orders")  # the order cannot be sent yet
+    body = {"symbol": "AAPL", "quantity": 2, "price": 100}
+    order = data(await stack.http.post(f"/trading/accounts/{account}/buy", json=body, headers=headers))["order"]["id"]
+    for _ in range(100):
+        if fake.requests_to("/v2/orders"):
+            break
+        await asyncio.sleep(0.1)
+    # Its workflow lost (as if its start had been), the cancel starts a new one, which sends nothing.
+    await stack.temporal.get_workflow_handle(workflow_id(order)).terminate("lost")
+    fake.clear_faults()
+    assert data(await stack.http.post(f"/trading/accounts/{account}/orders/{order}/cancel", headers=headers))[
+        "status"
+    ] == ("pending")
+    cancelled = await ended(stack, headers, account, order)
+    assert (cancelled["status"], cancelled["failureReason"]) == (
+        "cancelled",
+        "cancelled before it was sent to the broker",
+    )
+    assert fake.orders_placed() == []
 
 
 async def test_a_lost_start_is_followed_by_the_pending_order_job(at_broker):
@@ -238,7 +263,7 @@ async def test_a_worker_killed_while_following_an_order_loses_and_duplicates_not
     one_database_url, dev_server, smtp_server, tmp_path, fake_alpaca, step
 ):
     # Once, not on each backend: the settle's transaction is the one the tests above run on both.
-    overrides = dict(alpaca_trading_url=fake_alpaca.trading_url, job_heartbeat_timeout_seconds=3)
+    overrides = dict(alpaca_paper_trading_url=fake_alpaca.trading_url, job_heartbeat_timeout_seconds=3)
     async for stack in open_stack(
         one_database_url, dev_server.client, smtp_server, tmp_path, with_worker=False, **overrides
     ):
@@ -286,6 +311,10 @@ def test_a_terminal_order_settles_as_the_broker_ended_it():
     part = broker.settlement(state("canceled", "4", "99"), Decimal(10))
     assert (part.outcome, part.quantity) == (ledger.FILLED, 4) and "partially filled: 4 of 10" in part.reason
     assert broker.settlement(state("expired"), Decimal(1)).outcome == ledger.CANCELLED
+    unsent = broker.settlement(broker.BrokerOrderState(broker.NOT_SENT), Decimal(1))
+    assert (unsent.outcome, unsent.reason) == (ledger.CANCELLED, "cancelled before it was sent to the broker")
+    gone = broker.settlement(broker.BrokerOrderState(broker.UNKNOWN, reason="gone"), Decimal(1))
+    assert (gone.outcome, gone.reason) == (ledger.FAILED, "gone")
     refused = broker.settlement(broker.BrokerOrderState(broker.REFUSED, reason="no"), Decimal(1))
     assert (refused.outcome, refused.reason) == (ledger.FAILED, "no")
     assert broker.state_of({"id": "x", "status": "accepted", "filled_qty": None}).filled_quantity == "0"

@@ -4,8 +4,9 @@ It sends the order to the broker (an activity that first looks the order up by o
 second one), then polls it, at growing intervals, until the broker's status is terminal, and finally writes the
 ledger once (``domain.broker.settlement``) in a transaction that first checks the order is still pending: a
 worker killed at any point leaves a step that is simply done again. A ``cancel`` signal has the broker cancel
-the order; the order ends as the broker says (a fill that came first stands). A long wait continues as new
-every ``POLLS_PER_RUN`` polls, so the history stays bounded.
+the order (asked again while an order in flight refuses it), or, when it comes before the order was sent, has
+the order not sent at all; the order ends as the broker says (a fill that came first stands). A long wait
+continues as new every ``POLLS_PER_RUN`` polls, so the history stays bounded.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ FIRST_POLL_SECONDS = 0.5
 LAST_POLL_SECONDS = 30.0
 POLL_GROWTH = 1.5
 POLLS_PER_RUN = 500
+# Alpaca's statuses of an order whose cancel it has taken; another answer to a cancel is asked again, this often.
+CANCEL_TAKEN = frozenset({"pending_cancel", "canceled"})
+MAX_CANCELS = 10
 # The broker and the database are retried until they answer: an accepted order is never dropped. A failing
 # step shows in the Web UI as its attempts.
 CALL_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
@@ -54,6 +58,8 @@ class BrokerOrderInput:
 class BrokerCall:
     order_id: str
     broker_order_id: str | None
+    # False when a cancel came before the order was sent: only an earlier attempt's order is looked for.
+    send: bool = True
 
 
 @dataclass
@@ -67,6 +73,7 @@ class BrokerOrderWorkflow:
     def __init__(self) -> None:
         self._cancel_requested = False
         self._cancel_sent = False
+        self._cancel_retry = False
         self._stage = "submitting"
 
     @workflow.signal(name=CANCEL_SIGNAL)
@@ -80,13 +87,17 @@ class BrokerOrderWorkflow:
     @workflow.run
     async def run(self, params: BrokerOrderInput) -> str:
         self._cancel_requested = self._cancel_requested or params.cancel_requested
-        state = params.state or await self._call(SUBMIT_ACTIVITY, BrokerCall(params.order_id, None), params)
-        delay, polls = params.poll_seconds, 0
+        submit = BrokerCall(params.order_id, None, send=not self._cancel_requested)
+        state = params.state or await self._call(SUBMIT_ACTIVITY, submit, params)
+        delay, polls, cancels = params.poll_seconds, 0, 0
         while not state.terminal:
             self._stage = f"following: {state.status}"
             if self._cancel_due():
                 state = await self._call(CANCEL_ACTIVITY, BrokerCall(params.order_id, state.broker_order_id), params)
-                self._cancel_sent, delay = True, FIRST_POLL_SECONDS
+                cancels, delay = cancels + 1, FIRST_POLL_SECONDS
+                # An order in flight may refuse a cancel for a moment: asked again after the next poll.
+                taken = state.terminal or state.status in CANCEL_TAKEN or cancels >= MAX_CANCELS
+                self._cancel_sent, self._cancel_retry = taken, not taken
                 continue
             try:  # a cancel asked for meanwhile is sent at once
                 await workflow.wait_condition(self._cancel_due, timeout=delay)
@@ -95,12 +106,14 @@ class BrokerOrderWorkflow:
                 pass
             state = await self._call(POLL_ACTIVITY, BrokerCall(params.order_id, state.broker_order_id), params)
             delay, polls = min(delay * POLL_GROWTH, LAST_POLL_SECONDS), polls + 1
+            if self._cancel_retry and not state.terminal:
+                self._cancel_sent, self._cancel_retry = False, False
             if polls >= POLLS_PER_RUN and not state.terminal:
                 workflow.continue_as_new(
                     BrokerOrderInput(
                         params.order_id,
                         params.heartbeat_timeout_seconds,
-                        cancel_requested=self._cancel_due(),
+                        cancel_requested=self._cancel_requested and not self._cancel_sent,
                         state=state,
                         poll_seconds=delay,
                     )
@@ -118,7 +131,7 @@ class BrokerOrderWorkflow:
         return outcome
 
     def _cancel_due(self) -> bool:
-        return self._cancel_requested and not self._cancel_sent
+        return self._cancel_requested and not self._cancel_sent and not self._cancel_retry
 
     async def _call(self, activity: str, call: BrokerCall, params: BrokerOrderInput) -> BrokerOrderState:
         return await workflow.execute_activity(

@@ -91,6 +91,8 @@ class TradingOrder(IdMixin, TimestampMixin, Base):
     # A broker account's order: Alpaca's id and last status for it (its client_order_id is our id).
     broker_order_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     broker_status: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # What it was checked at when placed (its limit, or the quote): what a pending broker buy holds back.
+    estimated_price: Mapped[Decimal | None] = mapped_column(Exact(), nullable=True)
 
 
 class TradingTrade(IdMixin, Base):
@@ -254,21 +256,42 @@ async def position_of(session: AsyncSession, account: TradingAccount, symbol: st
 
 
 async def _planned(
-    session: AsyncSession, account: TradingAccount, side: str, symbol: str, quantity: Decimal, price: Decimal
+    session: AsyncSession,
+    account: TradingAccount,
+    side: str,
+    symbol: str,
+    quantity: Decimal,
+    price: Decimal,
+    held_cash: Decimal = ledger.ZERO,
+    held_quantity: Decimal = ledger.ZERO,
 ) -> tuple[TradingPosition, TradingCashFlow | None, ledger.Fill]:
-    """What a fill would write, against the account's position and its latest cash flow; the ledger's refusal
-    (``ledger.LedgerError``) if it would overdraw either."""
+    """What a fill would write, against the account's position and its latest cash flow, less what is held
+    back of each; the ledger's refusal (``ledger.LedgerError``) if it would overdraw either."""
     position = await position_of(session, account, symbol)
-    holding = ledger.Holding(position.quantity, position.avg_price, position.realized_pnl)
+    holding = ledger.Holding(position.quantity - held_quantity, position.avg_price, position.realized_pnl)
     last = await _last_flow(session, account.id)
-    return position, last, ledger.fill(side, quantity, price, holding, last.balance_after if last else ledger.ZERO)
+    cash = (last.balance_after if last else ledger.ZERO) - held_cash
+    return position, last, ledger.fill(side, quantity, price, holding, cash)
 
 
 async def affordable(
     session: AsyncSession, account: TradingAccount, side: str, symbol: str, quantity: Decimal, price: Decimal
 ) -> None:
-    """Refused (``ledger.LedgerError``) if a fill at ``price`` would overdraw the account's cash or position now."""
-    await _planned(session, account, side, symbol, quantity, price)
+    """Refused (``ledger.LedgerError``) if a fill at ``price`` would overdraw the account's cash or position,
+    once the account's pending orders have filled at the prices they were placed at (a broker account's: the
+    broker may fill them all)."""
+    pending = await session.execute(
+        select(TradingOrder.side, TradingOrder.symbol, TradingOrder.quantity, TradingOrder.estimated_price).where(
+            TradingOrder.account_id == account.id, TradingOrder.status == ledger.PENDING
+        )
+    )
+    held_cash, held_quantity = ledger.ZERO, ledger.ZERO
+    for each_side, each_symbol, each_quantity, each_price in pending:
+        if each_side == ledger.BUY and each_price is not None:
+            held_cash += ledger.exact(each_quantity * each_price)
+        elif each_side == ledger.SELL and each_symbol == symbol:
+            held_quantity += each_quantity
+    await _planned(session, account, side, symbol, quantity, price, held_cash, held_quantity)
 
 
 @dataclass(frozen=True)

@@ -27,11 +27,13 @@ def upgrade() -> None:
     with op.batch_alter_table('trading_orders', schema=None) as batch_op:
         batch_op.add_column(sa.Column('broker_order_id', sa.String(length=64), nullable=True))
         batch_op.add_column(sa.Column('broker_status', sa.String(length=32), nullable=True))
+        batch_op.add_column(sa.Column('estimated_price', db.base.Exact(), nullable=True))
 
 
 
 def downgrade() -> None:
     with op.batch_alter_table('trading_orders', schema=None) as batch_op:
+        batch_op.drop_column('estimated_price')
         batch_op.drop_column('broker_status')
         batch_op.drop_column('broker_order_id')
 
