@@ -170,7 +170,7 @@ class BrokerActivities:
             if state.status != orders.SETTLED:
                 order.broker_status = state.status
                 order.broker_order_id = state.broker_order_id or order.broker_order_id
-            plan = orders.settlement(state, order.quantity)
+            plan = ledger.settlement(state, order.quantity)
             order.failure_reason = plan.reason
             if plan.outcome != ledger.FILLED or plan.quantity is None or plan.price is None:
                 order.status = plan.outcome

@@ -1,5 +1,6 @@
-"""Orders at a broker (Alpaca paper trading): what the follow workflow knows of one, and what its end writes to
-the ledger.
+"""Orders at a broker (Alpaca paper trading): what the follow workflow knows of one. What its end writes is the
+ledger's rule (``domain.ledger.settlement``); this module stays free of it, and of what it imports, since the
+workflow imports this one.
 
 An order of a broker account is sent with our order id as Alpaca's ``client_order_id``, so sending it again
 finds the first one rather than placing a second. The workflow follows it until Alpaca's status is terminal;
@@ -11,8 +12,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-
-from domain import ledger
 
 PAPER, ALPACA = "paper", "alpaca"
 BROKERS = (PAPER, ALPACA)
@@ -46,7 +45,7 @@ def state_of(raw: object) -> BrokerOrderState:
     """Alpaca's order object (``id``, ``status``, ``filled_qty``, ``filled_avg_price``) read leniently."""
     if not isinstance(raw, dict) or not isinstance(raw.get("id"), str) or not isinstance(raw.get("status"), str):
         raise TypeError("order: an object with an id and a status was expected")
-    filled = _decimal(raw.get("filled_qty")) or ledger.ZERO
+    filled = _decimal(raw.get("filled_qty")) or Decimal(0)
     price = _decimal(raw.get("filled_avg_price"))
     return BrokerOrderState(
         status=raw["status"],
@@ -64,30 +63,3 @@ def _decimal(value: object) -> Decimal | None:
     except InvalidOperation:
         raise ValueError(f"not a number: {value!r}") from None
     return number if number.is_finite() else None
-
-
-@dataclass(frozen=True)
-class Settlement:
-    """What a terminal order writes: a fill (``quantity`` at ``price``), or the order ``cancelled``/``failed``."""
-
-    outcome: str  # ledger.FILLED, ledger.CANCELLED or ledger.FAILED
-    quantity: Decimal | None = None
-    price: Decimal | None = None
-    reason: str | None = None
-
-
-def settlement(state: BrokerOrderState, ordered: Decimal) -> Settlement:
-    """The ledger's side of a terminal order of ``ordered`` shares."""
-    filled = Decimal(state.filled_quantity)
-    if filled > 0 and state.filled_avg_price is not None:
-        reason = None
-        if filled < ordered:
-            part = f"{filled.normalize():f} of {ordered.normalize():f}"
-            reason = f"partially filled: {part}, then {state.status} at the broker"
-        return Settlement(ledger.FILLED, filled, Decimal(state.filled_avg_price), reason)
-    if state.status == NOT_SENT:
-        return Settlement(ledger.CANCELLED, reason="cancelled before it was sent to the broker")
-    if state.status in (CANCELED, EXPIRED, REPLACED):
-        return Settlement(ledger.CANCELLED, reason=f"{state.status} at the broker")
-    why = state.reason or f"{state.status} by the broker"
-    return Settlement(ledger.FAILED, reason=why[:200])

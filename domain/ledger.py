@@ -18,6 +18,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from domain import broker
 from domain.market import Symbol
 
 # Every stored amount, price and quantity has this many decimal places at most.
@@ -125,6 +126,36 @@ def slipped(side: str, quote: Decimal, slippage_bps: Decimal) -> Decimal:
 def crosses(side: str, limit: Decimal, market: Decimal) -> bool:
     """Whether the market has reached a limit order's price: at or below it for a buy, at or above for a sell."""
     return market <= limit if side == BUY else market >= limit
+
+
+# --- a broker's order, ended -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """What a terminal order writes: a fill (``quantity`` at ``price``), or the order ``cancelled``/``failed``."""
+
+    outcome: str  # FILLED, CANCELLED or FAILED
+    quantity: Decimal | None = None
+    price: Decimal | None = None
+    reason: str | None = None
+
+
+def settlement(state: broker.BrokerOrderState, ordered: Decimal) -> Settlement:
+    """The ledger's side of a terminal order of ``ordered`` shares."""
+    filled = Decimal(state.filled_quantity)
+    if filled > 0 and state.filled_avg_price is not None:
+        reason = None
+        if filled < ordered:
+            part = f"{filled.normalize():f} of {ordered.normalize():f}"
+            reason = f"partially filled: {part}, then {state.status} at the broker"
+        return Settlement(FILLED, filled, Decimal(state.filled_avg_price), reason)
+    if state.status == broker.NOT_SENT:
+        return Settlement(CANCELLED, reason="cancelled before it was sent to the broker")
+    if state.status in (broker.CANCELED, broker.EXPIRED, broker.REPLACED):
+        return Settlement(CANCELLED, reason=f"{state.status} at the broker")
+    why = state.reason or f"{state.status} by the broker"
+    return Settlement(FAILED, reason=why[:200])
 
 
 # --- what the analytics read ----------------------------------------------------------------------------------

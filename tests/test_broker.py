@@ -306,16 +306,16 @@ def test_a_terminal_order_settles_as_the_broker_ended_it():
     def state(status: str, filled: str = "0", price: str | None = None) -> broker.BrokerOrderState:
         return broker.BrokerOrderState(status, "id", filled, price)
 
-    whole = broker.settlement(state("filled", "10", "101.5"), Decimal(10))
+    whole = ledger.settlement(state("filled", "10", "101.5"), Decimal(10))
     assert (whole.outcome, whole.quantity, whole.price, whole.reason) == (ledger.FILLED, 10, Decimal("101.5"), None)
-    part = broker.settlement(state("canceled", "4", "99"), Decimal(10))
+    part = ledger.settlement(state("canceled", "4", "99"), Decimal(10))
     assert (part.outcome, part.quantity) == (ledger.FILLED, 4) and "partially filled: 4 of 10" in part.reason
-    assert broker.settlement(state("expired"), Decimal(1)).outcome == ledger.CANCELLED
-    unsent = broker.settlement(broker.BrokerOrderState(broker.NOT_SENT), Decimal(1))
+    assert ledger.settlement(state("expired"), Decimal(1)).outcome == ledger.CANCELLED
+    unsent = ledger.settlement(broker.BrokerOrderState(broker.NOT_SENT), Decimal(1))
     assert (unsent.outcome, unsent.reason) == (ledger.CANCELLED, "cancelled before it was sent to the broker")
-    gone = broker.settlement(broker.BrokerOrderState(broker.UNKNOWN, reason="gone"), Decimal(1))
+    gone = ledger.settlement(broker.BrokerOrderState(broker.UNKNOWN, reason="gone"), Decimal(1))
     assert (gone.outcome, gone.reason) == (ledger.FAILED, "gone")
-    refused = broker.settlement(broker.BrokerOrderState(broker.REFUSED, reason="no"), Decimal(1))
+    refused = ledger.settlement(broker.BrokerOrderState(broker.REFUSED, reason="no"), Decimal(1))
     assert (refused.outcome, refused.reason) == (ledger.FAILED, "no")
     assert broker.state_of({"id": "x", "status": "accepted", "filled_qty": None}).filled_quantity == "0"
     with pytest.raises(TypeError):

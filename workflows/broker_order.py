@@ -2,7 +2,7 @@
 
 It sends the order to the broker (an activity that first looks the order up by our id, so a retry never places a
 second one), then polls it, at growing intervals, until the broker's status is terminal, and finally writes the
-ledger once (``domain.broker.settlement``) in a transaction that first checks the order is still pending: a
+ledger once (``domain.ledger.settlement``) in a transaction that first checks the order is still pending: a
 worker killed at any point leaves a step that is simply done again. A ``cancel`` signal has the broker cancel
 the order (asked again while an order in flight refuses it), or, when it comes before the order was sent, has
 the order not sent at all; the order ends as the broker says (a fill that came first stands). A long wait
