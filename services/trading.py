@@ -274,8 +274,7 @@ async def trade(
 async def _quoted(platform: Platform, user: User, account_id: str, symbol: str, side: str) -> Decimal:
     """A market order's price, the latest quote moved by the account's slippage: read before the account's
     lock is taken (a quote may call the provider)."""
-    async with platform.db.reading() as session:
-        account = await owned_account(session, user, account_id)
+    account = await _account_of(platform, user, account_id)
     quote, _ = await cached_quote(platform, symbol)
     return ledger.slipped(side, Decimal(str(quote.price)), account.slippage_bps)
 
