@@ -29,7 +29,9 @@ REQUEST = {"symbols": SYMBOLS, "startDate": "2020-01-01", "endDate": "2024-12-31
 
 @pytest.fixture
 async def idle_stack(database_url, dev_server, smtp_server, tmp_path):
-    overrides = dict(market_sync_parallelism=1, job_heartbeat_timeout_seconds=3)
+    # A killed worker's activity is retried once this passes without a heartbeat; short, but long enough that
+    # a live worker sharing two cores with the rest of the suite (two processes of it) never misses it.
+    overrides = dict(market_sync_parallelism=1, job_heartbeat_timeout_seconds=8)
     async for stack in open_stack(
         database_url, dev_server.client, smtp_server, tmp_path, with_worker=False, **overrides
     ):
